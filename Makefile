@@ -1,0 +1,57 @@
+# tollgate: the two set-up commands are `make up` (local gateway stack) and `make test` (every test).
+# Both install what they need into the project (wasm target, ./.venv, ./node_modules).
+
+SHELL := /bin/bash
+FILTERS := jwt-auth prompt-guard secret-mask key-inject
+WASM_PACKAGES := $(addprefix -p tollgate-,$(FILTERS)) -p tollgate-probe
+WASM_DIR := $(CURDIR)/target/wasm32-wasip1/release
+VENV := $(CURDIR)/.venv
+
+export TOLLGATE_WASM_DIR := $(WASM_DIR)
+export TOLLGATE_VENV := $(VENV)
+export TOLLGATE_ROOT := $(CURDIR)
+
+.PHONY: test up bench wasm toolchain venv node lint unit fmt clean
+
+## test: everything CI runs — lint, wasm builds (once), unit, harness, end-to-end and SDK tests.
+test: toolchain venv node lint wasm
+	cargo test --workspace --locked
+
+## up: the local gateway stack in the foreground (Ctrl-C stops every process).
+up: toolchain venv node wasm
+	cargo build --locked --release -p tollgate-mock
+	bash scripts/up.sh
+
+## bench: criterion benches through the harness and the load benchmark through Envoy.
+bench: toolchain venv node wasm
+	bash scripts/bench.sh
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+
+## wasm: every filter (and the harness's probe fixture) for wasm32-wasip1, in one cargo run.
+wasm: toolchain
+	cargo build --locked --release --target wasm32-wasip1 $(WASM_PACKAGES)
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+node: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: toolchain
+	cargo fmt --all --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(VENV) node_modules

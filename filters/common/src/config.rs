@@ -1,0 +1,94 @@
+//! Plugin configuration parsing with errors that name the failing field.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+/// A configuration error: where (a field path such as `providers[0].issuer`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses JSON configuration into `T`, reporting the path of the field that failed.
+/// An empty configuration is parsed as `{}` so that all-default policies need no text.
+pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ConfigError> {
+    let raw: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        raw
+    };
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        ConfigError::new(path, err.into_inner().to_string())
+    })?;
+    de.end()
+        .map_err(|err| ConfigError::new("", format!("trailing data: {err}")))?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Policy {
+        rules: Vec<Rule>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Rule {
+        id: String,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse_json::<Policy>(br#"{"rules":[{"id":"a"},{"id":7}]}"#).unwrap_err();
+        assert_eq!(err.path, "rules[1].id");
+        assert!(err.to_string().starts_with("rules[1].id: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = parse_json::<Policy>(br#"{"rulez":[]}"#).unwrap_err();
+        assert!(err.message.contains("unknown field `rulez`"), "{err}");
+    }
+
+    #[test]
+    fn empty_config_means_defaults() {
+        assert!(parse_json::<Policy>(b"").unwrap().rules.is_empty());
+        assert!(parse_json::<Policy>(b"  \n").unwrap().rules.is_empty());
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        assert!(parse_json::<Policy>(b"{} x").is_err());
+    }
+}

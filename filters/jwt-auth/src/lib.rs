@@ -1,0 +1,1 @@
+//! tollgate jwt-auth (work in progress).

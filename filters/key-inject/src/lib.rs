@@ -1,0 +1,1 @@
+//! tollgate key-inject (work in progress).

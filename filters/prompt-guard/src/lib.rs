@@ -1,0 +1,1 @@
+//! tollgate prompt-guard (work in progress).

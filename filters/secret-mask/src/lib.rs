@@ -1,0 +1,1 @@
+//! tollgate secret-mask (work in progress).
