@@ -22,6 +22,9 @@ use crate::select::Identity;
 pub const METRIC_INJECTED: &str = "tollgate_key_inject_injected";
 pub const METRIC_DENIED: &str = "tollgate_key_inject_denied";
 pub const METRIC_STRIPPED: &str = "tollgate_key_inject_stripped";
+/// Filter state holding the injected key's name (access logs:
+/// `%FILTER_STATE(wasm.tollgate.key_inject.key:PLAIN)%`).
+pub const KEY_PROPERTY: &str = "tollgate.key_inject.key";
 
 /// Metric ids; `None` when the host refused to define one (counting is then skipped).
 #[derive(Debug, Default)]
