@@ -1,0 +1,217 @@
+//! key-inject end to end: a real Envoy loading `tollgate_key_inject.wasm`, the mock Claude API
+//! accepting only the injected key. The key reaches Envoy only through its environment
+//! (`host_env_keys`); client credentials never reach the upstream; a missing variable makes Envoy
+//! refuse the configuration; refused requests never reach the upstream.
+
+use std::time::Duration;
+
+use tollgate_mock::{MockConfig, MockServer};
+use tollgate_tests::envoy::validate_config;
+use tollgate_tests::http::{messages_body, Request};
+use tollgate_tests::{Envoy, EnvoyOptions, Filter, GatewayConfig, Upstream};
+
+/// Variable names nobody sets by accident (the test process's environment is inherited).
+const KEY_VAR: &str = "TOLLGATE_KI_E2E_KEY";
+const MISSING_VAR: &str = "TOLLGATE_KI_E2E_NEVER_SET";
+const UPSTREAM_KEY: &str = "sk-ant-e2e-upstream-0123456789";
+const CLIENT_KEY: &str = "sk-ant-client-should-never-pass";
+
+fn mock() -> MockServer {
+    MockServer::start(MockConfig {
+        api_key: Some(UPSTREAM_KEY.to_string()),
+        ..MockConfig::default()
+    })
+    .expect("mock starts")
+}
+
+fn policy(extra: &str) -> String {
+    format!(
+        r#"{{"keys":{{"default":{{"env":"{KEY_VAR}"}}}},"default_key":"default"{extra}}}"#
+    )
+}
+
+fn gateway(mock: &MockServer, config: String, env_keys: &[&str]) -> GatewayConfig {
+    GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into()))
+        .filter(Filter::new("key-inject", config).env_keys(env_keys.iter().copied()))
+}
+
+fn start(cfg: &GatewayConfig) -> Envoy {
+    Envoy::start_with(cfg, &EnvoyOptions::default().env(KEY_VAR, UPSTREAM_KEY))
+        .expect("envoy starts")
+}
+
+fn messages() -> Request {
+    Request::post("/v1/messages").json(&messages_body("hello", false))
+}
+
+#[test]
+fn the_mock_refuses_client_credentials_directly() {
+    // Without the gateway the client's credentials are refused: what makes the next tests
+    // meaningful.
+    let mock = mock();
+    let resp = tollgate_tests::http::send(
+        mock.addr(),
+        &messages()
+            .header("x-api-key", CLIENT_KEY)
+            .header("anthropic-version", "2023-06-01"),
+    )
+    .expect("request");
+    assert_eq!(resp.status, 401, "{}", resp.text());
+}
+
+#[test]
+fn upstream_receives_only_the_injected_key() {
+    let mock = mock();
+    let cfg = gateway(
+        &mock,
+        policy(r#","allowed_clusters":["upstream"],"strip_cookies":true"#),
+        &[KEY_VAR],
+    );
+    let envoy = start(&cfg);
+
+    let resp = envoy
+        .send(
+            &messages()
+                .header("x-api-key", CLIENT_KEY)
+                .header("authorization", "Bearer client.jwt.token")
+                .header("proxy-authorization", "Basic Y2xpZW50OnB3")
+                .header("cookie", "session=client"),
+        )
+        .expect("request");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["type"], "message");
+
+    // No credentials at all: the gateway supplies them.
+    let resp = envoy.send(&messages()).expect("request");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
+    let seen = mock.wait_for_requests(2, Duration::from_secs(5));
+    assert_eq!(seen.len(), 2);
+    for req in &seen {
+        assert_eq!(req.header("x-api-key"), Some(UPSTREAM_KEY));
+        let all_keys: Vec<_> = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-api-key")
+            .collect();
+        assert_eq!(all_keys.len(), 1, "exactly one x-api-key: {:?}", req.headers);
+        assert_eq!(req.header("authorization"), None);
+        assert_eq!(req.header("proxy-authorization"), None);
+        assert_eq!(req.header("cookie"), None);
+        assert_eq!(req.header("anthropic-version"), Some("2023-06-01"));
+        let raw = format!("{:?}", req.headers);
+        assert!(!raw.contains(CLIENT_KEY) && !raw.contains("client.jwt"), "{raw}");
+    }
+
+    let stats = envoy.stats().expect("stats");
+    assert_eq!(
+        stats.get("wasmcustom.tollgate_key_inject_injected_default"),
+        Some(&2),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.get("wasmcustom.tollgate_key_inject_stripped"),
+        Some(&1)
+    );
+    let log = envoy.log();
+    assert!(!log.contains(UPSTREAM_KEY), "the key leaked into Envoy's log");
+    let access = envoy.wait_access_log(2).expect("access log");
+    assert!(
+        access.iter().all(|l| l["key_inject_key"] == "default"),
+        "{access:?}"
+    );
+}
+
+#[test]
+fn a_client_anthropic_version_is_kept() {
+    let mock = mock();
+    let envoy = start(&gateway(
+        &mock,
+        policy(r#","allowed_clusters":["upstream"]"#),
+        &[KEY_VAR],
+    ));
+    let resp = envoy
+        .send(&messages().header("anthropic-version", "2023-01-01"))
+        .expect("request");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = mock.wait_for_requests(1, Duration::from_secs(5));
+    assert_eq!(seen[0].header("anthropic-version"), Some("2023-01-01"));
+}
+
+#[test]
+fn a_missing_variable_makes_envoy_refuse_the_configuration() {
+    let mock = mock();
+    // The policy names a variable Envoy's environment does not have.
+    let config = format!(
+        r#"{{"keys":{{"default":{{"env":"{MISSING_VAR}"}}}},"default_key":"default","allowed_clusters":["upstream"]}}"#
+    );
+    let cfg = gateway(&mock, config, &[MISSING_VAR]);
+    let err = validate_config(&cfg, &[]).expect_err("envoy --mode validate must fail");
+    let text = format!("{err:#}");
+    assert!(text.contains(MISSING_VAR), "{text}");
+    assert!(text.contains("is not set"), "{text}");
+    // The same file with the variable set is valid: the variable was the only problem.
+    validate_config(&cfg, &[(MISSING_VAR, "sk-ant-now-set")]).expect("valid with the variable");
+    // A starting Envoy refuses it too.
+    assert!(Envoy::start_with(&cfg, &EnvoyOptions::default()).is_err());
+
+    // Set in the environment but not exposed through host_env_keys: also refused.
+    let cfg = gateway(&mock, policy(r#","allowed_clusters":["upstream"]"#), &[]);
+    let err = validate_config(&cfg, &[(KEY_VAR, UPSTREAM_KEY)]).expect_err("not exposed");
+    let text = format!("{err:#}");
+    assert!(text.contains(KEY_VAR), "{text}");
+    assert!(!text.contains(UPSTREAM_KEY), "the value leaked: {text}");
+}
+
+#[test]
+fn a_route_to_another_cluster_gets_no_key() {
+    let mock = mock();
+    let envoy = start(&gateway(
+        &mock,
+        policy(r#","allowed_clusters":["api-anthropic"]"#),
+        &[KEY_VAR],
+    ));
+    let resp = envoy
+        .send(&messages().header("x-api-key", CLIENT_KEY))
+        .expect("request");
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    let body = resp.json();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "api_error");
+    assert_eq!(mock.request_count(), 0, "nothing reaches the upstream");
+    assert_eq!(
+        envoy.stat("wasmcustom.tollgate_key_inject_denied_upstream"),
+        Some(1)
+    );
+}
+
+#[test]
+fn without_identity_the_configured_error_is_returned() {
+    let mock = mock();
+    let envoy = start(&gateway(
+        &mock,
+        policy(r#","require_identity":true,"allowed_clusters":["upstream"]"#),
+        &[KEY_VAR],
+    ));
+    let resp = envoy
+        .send(&messages().header("authorization", "Bearer not-verified-by-anyone"))
+        .expect("request");
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["type"], "authentication_error");
+    assert!(resp
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
+    assert_eq!(mock.request_count(), 0);
+
+    // The same with 403.
+    let mock = self::mock();
+    let envoy = start(&gateway(
+        &mock,
+        policy(r#","require_identity":true,"on_missing_identity":403,"allowed_clusters":["upstream"]"#),
+        &[KEY_VAR],
+    ));
+    let resp = envoy.send(&messages()).expect("request");
+    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["type"], "permission_error");
+    assert_eq!(mock.request_count(), 0);
+}
