@@ -339,8 +339,7 @@ pub fn demo_text(prompt: &str) -> String {
              ANTHROPIC_API_KEY={FAKE_ANTHROPIC_KEY}\n\
              AWS_ACCESS_KEY_ID={FAKE_AWS_KEY_ID}\n\
              AWS_SECRET_ACCESS_KEY={FAKE_AWS_SECRET}\n\n\
-             Store them in a secret manager rather than in source code, and rotate them if \
-             they were ever committed."
+             Keep them in a secret manager and rotate any that were committed."
         );
     }
     if has_any(&lower, &["hello", "hi ", "hey", "good morning"]) || lower.trim() == "hi" {

@@ -416,6 +416,10 @@ async fn finish(
     }
     let mut resp = Response::new(reply.body);
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    if reply.status == 529 {
+        resp.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b"Overloaded"));
+    }
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("request-id", v);
