@@ -2,7 +2,8 @@
 //! requests and reads responses frame by frame, keeping chunked-encoding frames, their arrival
 //! times, and whether the body ended properly (terminal chunk) or the connection dropped.
 
-#![allow(dead_code)]
+// Test helper code: failing loudly is the point.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -162,10 +163,7 @@ impl Client {
             .header("transfer-encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         if chunked {
-            loop {
-                let Some(size_line) = self.read_line() else {
-                    break;
-                };
+            while let Some(size_line) = self.read_line() {
                 let size = usize::from_str_radix(size_line.split(';').next().unwrap_or(""), 16)
                     .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
                 if size == 0 {
