@@ -1,1 +1,19 @@
-//! tollgate jwt-auth (work in progress).
+//! tollgate jwt-auth: verifies the caller's JWT (OIDC) before anything else happens, and
+//! records the verified identity in filter state for the other tollgate filters.
+//!
+//! One job per module, like Envoy's `jwt_authn`:
+//! - [`config`]: the policy (serde) and its compiled, immutable form.
+//! - [`extractor`]: where the token is (`Authorization: Bearer`, `x-api-key`, named headers).
+//! - [`json`]: strict JSON (duplicate keys rejected) for every untrusted document.
+//! - [`jwks`]: key sets, each key bound to its own algorithm.
+//! - [`verifier`]: header pre-checks, key selection, signature and claim validation.
+//! - [`cache`]: verified tokens, keyed by a hash, bounded, never past `exp`.
+//! - [`matcher`]: which paths need no token, and what each path requires.
+//! - [`claims`]: subject, groups and forwarded claims taken from verified claims.
+//! - [`remote`]: the remote JWKS state machine (fetch, TTL, refetch, grace), pure.
+//! - `filter`: the proxy-wasm glue (root and HTTP contexts).
+
+pub mod claims;
+pub mod json;
+pub mod jwks;
+pub mod verifier;
