@@ -7,6 +7,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -51,11 +53,22 @@ fn splitmix(mut x: u64) -> u64 {
 
 const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
+/// Per-process seed so ids differ between runs and processes.
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        splitmix(nanos ^ (u64::from(std::process::id()) << 32))
+    })
+}
+
 fn random_id(prefix: &str, len: usize) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut s = String::with_capacity(prefix.len() + len);
     s.push_str(prefix);
-    let mut state = splitmix(n ^ 0x746f_6c6c_6761_7465);
+    let mut state = splitmix(n ^ seed());
     for i in 0..len {
         if i % 10 == 0 && i > 0 {
             state = splitmix(state);

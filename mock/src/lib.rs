@@ -36,6 +36,9 @@ pub use script::{
 pub struct MockConfig {
     /// When set, API requests must carry `x-api-key` equal to it (else 401).
     pub api_key: Option<String>,
+    /// Also accept the key as `authorization: Bearer KEY` (what current Anthropic SDKs send
+    /// for an API key). An `x-api-key` header, when present, is what counts.
+    pub accept_bearer: bool,
     /// Demo mode: sensible answers, fake credentials when asked for keys.
     pub demo: bool,
     /// Runtime worker threads: 0 or 1 = a current-thread runtime on the server thread.
@@ -54,6 +57,7 @@ impl Default for MockConfig {
     fn default() -> Self {
         MockConfig {
             api_key: None,
+            accept_bearer: true,
             demo: false,
             workers: 1,
             record: true,

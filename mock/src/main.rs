@@ -1,7 +1,7 @@
 //! `tollgate-mock`: runs the mock Claude API server until SIGINT/SIGTERM.
 //!
 //! ```text
-//! tollgate-mock [--listen 127.0.0.1:8081] [--api-key KEY | env MOCK_API_KEY] [--demo]
+//! tollgate-mock [--listen 127.0.0.1:8081] [--api-key KEY | env MOCK_API_KEY] [--strict-auth] [--demo]
 //!               [--workers N] [--no-record] [--quiet] [--delta-size N]
 //! ```
 //! Prints `tollgate-mock listening on http://ADDR` on stdout once it accepts connections, then
@@ -13,10 +13,12 @@ use std::process::ExitCode;
 
 use tollgate_mock::{MockConfig, MockServer};
 
-const USAGE: &str = "usage: tollgate-mock [--listen ADDR] [--api-key KEY] [--demo] [--workers N] \
+const USAGE: &str =
+    "usage: tollgate-mock [--listen ADDR] [--api-key KEY] [--strict-auth] [--demo] [--workers N] \
 [--no-record] [--quiet] [--delta-size N]
   --listen ADDR     address to bind (default 127.0.0.1:8081; port 0 = ephemeral)
   --api-key KEY     require x-api-key: KEY (default: env MOCK_API_KEY; unset = no auth)
+  --strict-auth     accept the key only as x-api-key (not as authorization: Bearer)
   --demo            demo answers; shows fake credentials when asked for keys
   --workers N       runtime worker threads (default: available cores)
   --no-record       do not record requests (long benchmarks)
@@ -48,6 +50,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
             }
             "--api-key" => config.api_key = Some(value("--api-key")?),
             "--demo" => config.demo = true,
+            "--strict-auth" => config.accept_bearer = false,
             "--workers" => {
                 let v = value("--workers")?;
                 config.workers = v

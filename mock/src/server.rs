@@ -250,16 +250,27 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
     finish(shared, &method, &path_only, reply, &request_id).await
 }
 
+/// Checks the API key like the API: `x-api-key: KEY`, or (as current SDKs send a key)
+/// `authorization: Bearer KEY` unless `accept_bearer` is off. `None` = allowed.
 fn authenticate(shared: &Shared, headers: &hyper::HeaderMap, request_id: &str) -> Option<Reply> {
     let want = shared.config.api_key.as_deref()?;
-    match headers.get("x-api-key") {
-        None => Some(error_reply(
+    let x_api_key = headers.get("x-api-key").map(|v| v.as_bytes());
+    let bearer = if shared.config.accept_bearer {
+        headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    } else {
+        None
+    };
+    match (x_api_key, bearer) {
+        (Some(k), _) if k == want.as_bytes() => None,
+        (None, Some(b)) if b == want.as_bytes() => None,
+        (None, None) => Some(error_reply(
             "authentication_error",
             "x-api-key header is required",
             request_id,
         )),
-        Some(v) if v.as_bytes() == want.as_bytes() => None,
-        Some(_) => Some(error_reply(
+        _ => Some(error_reply(
             "authentication_error",
             "invalid x-api-key",
             request_id,

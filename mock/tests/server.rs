@@ -164,14 +164,31 @@ fn authentication_like_the_api() {
     );
     assert_error(&wrong, 401, "authentication_error");
     assert_eq!(wrong.json()["error"]["message"], "invalid x-api-key");
-    // A bearer token is not an API key.
-    let bearer = post_json(
-        mock.addr(),
+    // Current SDKs send the key as a bearer token: accepted, unless x-api-key says otherwise.
+    let bearer = |h: &[(&str, &str)]| post_json(mock.addr(), "/v1/messages", h, MSG).status;
+    assert_eq!(bearer(&[("authorization", "Bearer sk-test-123")]), 200);
+    assert_eq!(bearer(&[("authorization", "Bearer sk-test-12")]), 401);
+    assert_eq!(bearer(&[("authorization", "sk-test-123")]), 401);
+    assert_eq!(
+        bearer(&[
+            ("x-api-key", "wrong"),
+            ("authorization", "Bearer sk-test-123")
+        ]),
+        401
+    );
+    let strict = MockServer::start(MockConfig {
+        api_key: Some("sk-test-123".into()),
+        accept_bearer: false,
+        ..MockConfig::default()
+    })
+    .expect("start");
+    let r = post_json(
+        strict.addr(),
         "/v1/messages",
         &[("authorization", "Bearer sk-test-123")],
         MSG,
     );
-    assert_eq!(bearer.status, 401);
+    assert_eq!(r.json()["error"]["message"], "x-api-key header is required");
     let ok = post_json(
         mock.addr(),
         "/v1/messages",
