@@ -1,0 +1,791 @@
+//! Request extraction: parse a request body strictly and turn it into the text the model would
+//! see, as [`Segment`]s tagged with a role and a message index, plus the fields the model/limit
+//! policy needs (`model`, `max_tokens`, `stream`, the number of messages).
+//!
+//! Parsing is strict on purpose (a request we read differently from the upstream is a smuggling
+//! channel): invalid JSON, invalid UTF-8, lone surrogate escapes, nesting deeper than serde_json's
+//! recursion limit (128) and **duplicate object keys at any depth** are errors (→ 400).
+//!
+//! What is extracted:
+//! - Messages API (`/v1/messages`, `/v1/messages/count_tokens`): `system` (string or blocks);
+//!   each message's `content` (string or blocks): `text`, `thinking`, `tool_use`-like blocks
+//!   (name and every string leaf of `input`), `tool_result`-like blocks (`content` string or
+//!   blocks, recursively), `document` (`title`, `context`, text source `data`, content source
+//!   blocks), `search_result`; `image`, `redacted_thinking` and base64/URL sources are skipped;
+//!   blocks of unknown type contribute every string leaf. `tools`: names, descriptions and every
+//!   string leaf of `input_schema`.
+//! - OpenAI chat completions (`/v1/chat/completions`): each message's `content` (string or
+//!   parts: `text`, `refusal`; unknown parts contribute every string leaf), `tool_calls` /
+//!   `function_call` (name, and the string leaves of `arguments` parsed as JSON, or the raw
+//!   string), `tools` / `functions` (name, description, string leaves of `parameters`).
+//!   `system`/`developer` messages have the system role; `tool`/`function` results and unknown
+//!   roles are checked as user text.
+//!
+//! Within one message, adjacent text blocks are joined without a separator (the model reads them
+//! as one text, so a phrase split across blocks still matches); other pieces are separated by a
+//! newline.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// Who a piece of text belongs to, as rules scope it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+    Tools,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+            Role::Tools => "tools",
+        }
+    }
+}
+
+/// The request shapes the guard understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /v1/messages`.
+    Messages,
+    /// `POST /v1/messages/count_tokens` (Messages shape, no `max_tokens`).
+    CountTokens,
+    /// `POST /v1/chat/completions` (OpenAI shape).
+    ChatCompletions,
+}
+
+/// One piece of model-visible text. `message` is the index in `messages` (None for the system
+/// prompt of the Messages API and for tool definitions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub role: Role,
+    pub message: Option<usize>,
+    pub text: String,
+}
+
+/// What the policy needs from a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub model: Option<String>,
+    /// Token-limit fields present at the top level, with their values (`max_tokens`, and for
+    /// chat completions also `max_completion_tokens`).
+    pub max_tokens: Vec<(&'static str, u64)>,
+    pub stream: bool,
+    pub message_count: usize,
+    pub segments: Vec<Segment>,
+}
+
+/// Why a body could not be read. Messages never quote the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtractError {
+    Empty,
+    Json(String),
+    NotAnObject,
+    Field {
+        field: String,
+        problem: &'static str,
+    },
+}
+
+impl fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtractError::Empty => write!(f, "request body is empty"),
+            ExtractError::Json(e) => write!(f, "request body is not valid JSON: {e}"),
+            ExtractError::NotAnObject => write!(f, "request body must be a JSON object"),
+            ExtractError::Field { field, problem } => write!(f, "{field}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for ExtractError {}
+
+/// A JSON value parsed with duplicate-key detection at every depth.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate object key {:?}",
+                    truncate(&key, 64)
+                )));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Parses `body` strictly (see the module docs) into a JSON object.
+pub fn parse_strict(body: &[u8]) -> Result<Map<String, Value>, ExtractError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ExtractError::Empty);
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let Strict(value) =
+        Strict::deserialize(&mut de).map_err(|e| ExtractError::Json(e.to_string()))?;
+    de.end().map_err(|e| ExtractError::Json(e.to_string()))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ExtractError::NotAnObject),
+    }
+}
+
+/// Parses `body` and extracts what the guard checks.
+pub fn extract(api: Api, body: &[u8]) -> Result<Extracted, ExtractError> {
+    let top = parse_strict(body)?;
+    let model = match top.get("model") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(field("model", "must be a string")),
+    };
+    let stream = match top.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(field("stream", "must be a boolean")),
+    };
+    let token_fields: &[&'static str] = match api {
+        Api::Messages => &["max_tokens"],
+        Api::CountTokens => &[],
+        Api::ChatCompletions => &["max_tokens", "max_completion_tokens"],
+    };
+    let mut max_tokens = Vec::new();
+    for &name in token_fields {
+        match top.get(name) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(n) => max_tokens.push((name, n)),
+                None => return Err(field(name, "must be a non-negative integer")),
+            },
+        }
+    }
+    let messages: &[Value] = match top.get("messages") {
+        None => &[],
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(field("messages", "must be an array")),
+    };
+    let mut segments = Vec::new();
+    match api {
+        Api::Messages | Api::CountTokens => messages_api(&top, messages, &mut segments)?,
+        Api::ChatCompletions => chat_api(&top, messages, &mut segments)?,
+    }
+    segments.retain(|s| !s.text.is_empty());
+    Ok(Extracted {
+        model,
+        max_tokens,
+        stream,
+        message_count: messages.len(),
+        segments,
+    })
+}
+
+fn field(name: impl Into<String>, problem: &'static str) -> ExtractError {
+    ExtractError::Field {
+        field: name.into(),
+        problem,
+    }
+}
+
+/// Text of one message (or of the system prompt / the tools), built piece by piece.
+#[derive(Default)]
+struct Text {
+    out: String,
+    last_was_text: bool,
+}
+
+impl Text {
+    /// A text block: joined to a preceding text block without a separator.
+    fn text(&mut self, s: &str) {
+        if !self.out.is_empty() && !self.last_was_text {
+            self.out.push('\n');
+        }
+        self.out.push_str(s);
+        self.last_was_text = true;
+    }
+    /// Any other piece: separated by a newline.
+    fn other(&mut self, s: &str) {
+        if s.is_empty() {
+            return;
+        }
+        if !self.out.is_empty() {
+            self.out.push('\n');
+        }
+        self.out.push_str(s);
+        self.last_was_text = false;
+    }
+    /// Every string leaf of `v` (object keys are not model instructions and are skipped).
+    fn leaves(&mut self, v: &Value) {
+        match v {
+            Value::String(s) => self.other(s),
+            Value::Array(a) => a.iter().for_each(|v| self.leaves(v)),
+            Value::Object(m) => m.values().for_each(|v| self.leaves(v)),
+            _ => {}
+        }
+    }
+    fn finish(self, role: Role, message: Option<usize>, out: &mut Vec<Segment>) {
+        out.push(Segment {
+            role,
+            message,
+            text: self.out,
+        });
+    }
+}
+
+fn messages_api(
+    top: &Map<String, Value>,
+    messages: &[Value],
+    out: &mut Vec<Segment>,
+) -> Result<(), ExtractError> {
+    if let Some(system) = top.get("system") {
+        let mut t = Text::default();
+        content(system, &mut t, "system")?;
+        t.finish(Role::System, None, out);
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let Value::Object(m) = m else {
+            return Err(field(format!("messages[{i}]"), "must be an object"));
+        };
+        let role = match m.get("role") {
+            Some(Value::String(r)) if r == "assistant" => Role::Assistant,
+            Some(Value::String(_)) => Role::User,
+            _ => return Err(field(format!("messages[{i}].role"), "must be a string")),
+        };
+        let mut t = Text::default();
+        if let Some(c) = m.get("content") {
+            content(c, &mut t, "messages[].content")?;
+        }
+        t.finish(role, Some(i), out);
+    }
+    if let Some(tools) = top.get("tools") {
+        let Value::Array(tools) = tools else {
+            return Err(field("tools", "must be an array"));
+        };
+        let mut t = Text::default();
+        for tool in tools {
+            match tool {
+                Value::Object(o) => {
+                    for k in ["name", "description"] {
+                        if let Some(Value::String(s)) = o.get(k) {
+                            t.other(s);
+                        }
+                    }
+                    if let Some(schema) = o.get("input_schema") {
+                        t.leaves(schema);
+                    }
+                }
+                other => t.leaves(other),
+            }
+        }
+        t.finish(Role::Tools, None, out);
+    }
+    Ok(())
+}
+
+/// A Messages API `content`/`system` value: a string or an array of blocks.
+fn content(v: &Value, t: &mut Text, what: &'static str) -> Result<(), ExtractError> {
+    match v {
+        Value::String(s) => t.text(s),
+        Value::Array(blocks) => {
+            for b in blocks {
+                block(b, t);
+            }
+        }
+        Value::Null => {}
+        _ => {
+            return Err(field(
+                what,
+                "must be a string or an array of content blocks",
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn str_of<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    match o.get(k) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// One content block; unknown shapes contribute every string leaf (fail closed).
+fn block(b: &Value, t: &mut Text) {
+    let o = match b {
+        Value::Object(o) => o,
+        Value::String(s) => return t.text(s),
+        other => return t.leaves(other),
+    };
+    match str_of(o, "type").unwrap_or("") {
+        "text" => match o.get("text") {
+            Some(Value::String(s)) => t.text(s),
+            Some(other) => t.leaves(other),
+            None => {}
+        },
+        "thinking" => {
+            if let Some(s) = str_of(o, "thinking") {
+                t.other(s);
+            }
+        }
+        "image" | "redacted_thinking" => {}
+        "tool_use" | "server_tool_use" | "mcp_tool_use" => {
+            if let Some(s) = str_of(o, "name") {
+                t.other(s);
+            }
+            if let Some(input) = o.get("input") {
+                t.leaves(input);
+            }
+        }
+        "tool_result"
+        | "mcp_tool_result"
+        | "web_search_tool_result"
+        | "web_fetch_tool_result"
+        | "code_execution_tool_result"
+        | "bash_code_execution_tool_result" => match o.get("content") {
+            Some(Value::String(s)) => t.other(s),
+            Some(Value::Array(blocks)) => {
+                t.last_was_text = false;
+                for b in blocks {
+                    block(b, t);
+                }
+                t.last_was_text = false;
+            }
+            Some(other) => t.leaves(other),
+            None => {}
+        },
+        "document" | "search_result" => {
+            for k in ["title", "context"] {
+                if let Some(s) = str_of(o, k) {
+                    t.other(s);
+                }
+            }
+            if let Some(s) = str_of(o, "source") {
+                // search_result: `source` is a URL or name.
+                t.other(s);
+            }
+            if let Some(Value::Object(src)) = o.get("source") {
+                match str_of(src, "type").unwrap_or("") {
+                    "text" => {
+                        if let Some(s) = str_of(src, "data") {
+                            t.other(s);
+                        }
+                    }
+                    "content" => {
+                        if let Some(Value::Array(blocks)) = src.get("content") {
+                            t.last_was_text = false;
+                            blocks.iter().for_each(|b| block(b, t));
+                        } else if let Some(c) = src.get("content") {
+                            t.leaves(c);
+                        }
+                    }
+                    // base64 (PDF), url, file: not readable here.
+                    _ => {}
+                }
+            }
+            if let Some(Value::Array(blocks)) = o.get("content") {
+                t.last_was_text = false;
+                blocks.iter().for_each(|b| block(b, t));
+            }
+        }
+        _ => t.leaves(b),
+    }
+}
+
+fn chat_api(
+    top: &Map<String, Value>,
+    messages: &[Value],
+    out: &mut Vec<Segment>,
+) -> Result<(), ExtractError> {
+    for (i, m) in messages.iter().enumerate() {
+        let Value::Object(m) = m else {
+            return Err(field(format!("messages[{i}]"), "must be an object"));
+        };
+        let role = match m.get("role") {
+            Some(Value::String(r)) => match r.as_str() {
+                "system" | "developer" => Role::System,
+                "assistant" => Role::Assistant,
+                _ => Role::User,
+            },
+            _ => return Err(field(format!("messages[{i}].role"), "must be a string")),
+        };
+        let mut t = Text::default();
+        match m.get("content") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => t.text(s),
+            Some(Value::Array(parts)) => {
+                for p in parts {
+                    chat_part(p, &mut t);
+                }
+            }
+            Some(_) => {
+                return Err(field(
+                    format!("messages[{i}].content"),
+                    "must be a string or an array of content parts",
+                ))
+            }
+        }
+        if let Some(s) = str_of(m, "refusal") {
+            t.other(s);
+        }
+        if let Some(Value::Array(calls)) = m.get("tool_calls") {
+            for c in calls {
+                match c.get("function") {
+                    Some(Value::Object(f)) => function_call(f, &mut t),
+                    _ => t.leaves(c),
+                }
+            }
+        }
+        if let Some(Value::Object(f)) = m.get("function_call") {
+            function_call(f, &mut t);
+        }
+        t.finish(role, Some(i), out);
+    }
+    let mut t = Text::default();
+    for key in ["tools", "functions"] {
+        match top.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(tools)) => {
+                for tool in tools {
+                    let f = match tool.get("function") {
+                        Some(Value::Object(f)) => f,
+                        _ => match tool {
+                            Value::Object(f) => f,
+                            other => {
+                                t.leaves(other);
+                                continue;
+                            }
+                        },
+                    };
+                    for k in ["name", "description"] {
+                        if let Some(s) = str_of(f, k) {
+                            t.other(s);
+                        }
+                    }
+                    if let Some(p) = f.get("parameters") {
+                        t.leaves(p);
+                    }
+                }
+            }
+            Some(_) => return Err(field(key, "must be an array")),
+        }
+    }
+    t.finish(Role::Tools, None, out);
+    Ok(())
+}
+
+fn chat_part(p: &Value, t: &mut Text) {
+    let Value::Object(o) = p else {
+        return t.leaves(p);
+    };
+    match str_of(o, "type").unwrap_or("") {
+        "text" => {
+            if let Some(s) = str_of(o, "text") {
+                t.text(s);
+            }
+        }
+        "refusal" => {
+            if let Some(s) = str_of(o, "refusal") {
+                t.other(s);
+            }
+        }
+        "image_url" | "input_audio" | "file" => {}
+        _ => t.leaves(p),
+    }
+}
+
+/// A chat `function` object: its name, and the string leaves of `arguments` (a JSON document in
+/// a string; when it does not parse, the raw string is checked).
+fn function_call(f: &Map<String, Value>, t: &mut Text) {
+    if let Some(s) = str_of(f, "name") {
+        t.other(s);
+    }
+    match f.get("arguments") {
+        Some(Value::String(args)) => match parse_strict(args.as_bytes()) {
+            Ok(map) => map.values().for_each(|v| t.leaves(v)),
+            Err(_) => t.other(args),
+        },
+        Some(other) => t.leaves(other),
+        None => {}
+    }
+}
+
+/// The top-level members of a JSON object, values unparsed (used to rewrite one field in place).
+struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    out.push((k, map.next_value::<&RawValue>()?));
+                }
+                Ok(TopLevel(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Sets the top-level numeric field `name` to `value`, replacing only the bytes of its old value
+/// (everything else, key order and formatting included, is preserved). A missing field is
+/// inserted as the first member.
+pub fn set_top_level_number(body: &[u8], name: &str, value: u64) -> Result<Vec<u8>, ExtractError> {
+    let top: TopLevel<'_> =
+        serde_json::from_slice(body).map_err(|e| ExtractError::Json(e.to_string()))?;
+    let new = value.to_string();
+    let base = body.as_ptr() as usize;
+    if let Some((_, raw)) = top.0.iter().find(|(k, _)| k == name) {
+        let start = (raw.get().as_ptr() as usize).wrapping_sub(base);
+        let end = start.saturating_add(raw.get().len());
+        if end > body.len() || start > end {
+            return Err(ExtractError::Json("cannot locate field".into()));
+        }
+        let mut out = Vec::with_capacity(body.len() + new.len());
+        out.extend_from_slice(&body[..start]);
+        out.extend_from_slice(new.as_bytes());
+        out.extend_from_slice(&body[end..]);
+        return Ok(out);
+    }
+    let open = body
+        .iter()
+        .position(|&b| b == b'{')
+        .ok_or(ExtractError::NotAnObject)?;
+    let member = serde_json::to_string(name).map_err(|e| ExtractError::Json(e.to_string()))?;
+    let sep = if top.0.is_empty() { "" } else { "," };
+    let mut out = Vec::with_capacity(body.len() + member.len() + new.len() + 2);
+    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(format!("{member}:{new}{sep}").as_bytes());
+    out.extend_from_slice(&body[open + 1..]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ex(api: Api, v: Value) -> Extracted {
+        extract(api, v.to_string().as_bytes()).unwrap()
+    }
+
+    fn texts(e: &Extracted) -> Vec<(Role, Option<usize>, &str)> {
+        e.segments
+            .iter()
+            .map(|s| (s.role, s.message, s.text.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn messages_string_content_and_fields() {
+        let e = ex(
+            Api::Messages,
+            json!({"model":"claude-x","max_tokens":100,"stream":true,"system":"be nice",
+                   "messages":[{"role":"user","content":"hello"}]}),
+        );
+        assert_eq!(e.model.as_deref(), Some("claude-x"));
+        assert_eq!(e.max_tokens, vec![("max_tokens", 100)]);
+        assert!(e.stream);
+        assert_eq!(e.message_count, 1);
+        assert_eq!(
+            texts(&e),
+            vec![
+                (Role::System, None, "be nice"),
+                (Role::User, Some(0), "hello")
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_blocks_of_every_kind() {
+        let e = ex(
+            Api::Messages,
+            json!({"system":[{"type":"text","text":"sys one"},{"type":"text","text":" sys two","cache_control":{"type":"ephemeral"}}],
+                   "messages":[
+                     {"role":"user","content":[{"type":"text","text":"ign"},{"type":"text","text":"ore this"},
+                        {"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}},
+                        {"type":"document","title":"doc title","source":{"type":"text","media_type":"text/plain","data":"doc body"}}]},
+                     {"role":"assistant","content":[{"type":"thinking","thinking":"hmm","signature":"sig"},
+                        {"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls -la","opts":{"deep":["x1"]}}}]},
+                     {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"file list"}]},
+                        {"type":"tool_result","tool_use_id":"t2","content":"plain result"},
+                        {"type":"future_block","payload":{"note":"unknown text"}}]}],
+                   "tools":[{"name":"Bash","description":"Run a command","input_schema":{"type":"object","properties":{"command":{"type":"string","description":"the cmd"}}}}]}),
+        );
+        let t = texts(&e);
+        assert_eq!(t[0], (Role::System, None, "sys one sys two"));
+        assert_eq!(
+            t[1],
+            (Role::User, Some(0), "ignore this\ndoc title\ndoc body")
+        );
+        assert_eq!(t[2], (Role::Assistant, Some(1), "hmm\nBash\nls -la\nx1"));
+        assert_eq!(
+            t[3].2,
+            "file list\nplain result\nunknown text\nfuture_block"
+        );
+        assert_eq!(t[4].0, Role::Tools);
+        assert!(
+            t[4].2.contains("Run a command") && t[4].2.contains("the cmd"),
+            "{}",
+            t[4].2
+        );
+    }
+
+    #[test]
+    fn chat_completions_shape() {
+        let e = ex(
+            Api::ChatCompletions,
+            json!({"model":"m","max_completion_tokens":50,"max_tokens":10,"messages":[
+                {"role":"developer","content":"dev rules"},
+                {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"http://x"}}]},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"sh","arguments":"{\"cmd\":\"rm -rf /\"}"}}]},
+                {"role":"tool","tool_call_id":"c","content":"done"}],
+              "tools":[{"type":"function","function":{"name":"sh","description":"shell","parameters":{"type":"object"}}}]}),
+        );
+        assert_eq!(
+            e.max_tokens,
+            vec![("max_tokens", 10), ("max_completion_tokens", 50)]
+        );
+        let t = texts(&e);
+        assert_eq!(t[0], (Role::System, Some(0), "dev rules"));
+        assert_eq!(t[1], (Role::User, Some(1), "hi"));
+        assert_eq!(t[2], (Role::Assistant, Some(2), "sh\nrm -rf /"));
+        assert_eq!(t[3], (Role::User, Some(3), "done"));
+        assert_eq!(t[4].0, Role::Tools);
+    }
+
+    #[test]
+    fn bad_bodies_are_errors() {
+        let bad: &[&[u8]] = &[
+            b"",
+            b"   ",
+            b"{",
+            b"[1]",
+            b"{\"a\":1} x",
+            b"{\"a\":\"\\ud800\"}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"model\":\"a\",\"model\":\"b\"}",
+            b"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}]}]}",
+            b"{\"model\":7}",
+            b"{\"stream\":\"yes\"}",
+            b"{\"max_tokens\":-1}",
+            b"{\"max_tokens\":1.5}",
+            b"{\"messages\":{}}",
+            b"{\"messages\":[1]}",
+            b"{\"messages\":[{\"content\":\"x\"}]}",
+            b"{\"messages\":[{\"role\":\"user\",\"content\":5}]}",
+        ];
+        for body in bad {
+            assert!(
+                extract(Api::Messages, body).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            extract(Api::Messages, b"").unwrap_err(),
+            ExtractError::Empty
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            extract(Api::Messages, deep.as_bytes()),
+            Err(ExtractError::Json(_))
+        ));
+        let ok = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(extract(Api::Messages, ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn duplicate_key_error_names_the_key() {
+        let err = extract(Api::Messages, br#"{"x":{"k":1,"k":2}}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("duplicate object key \"k\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rewrite_replaces_only_the_value() {
+        let body = br#"{ "model" : "m", "max_tokens" : 100000 , "nested":{"max_tokens":5}}"#;
+        let out = set_top_level_number(body, "max_tokens", 1024).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{ "model" : "m", "max_tokens" : 1024 , "nested":{"max_tokens":5}}"#
+        );
+        let out = set_top_level_number(br#" {"a":1}"#, "max_tokens", 7).unwrap();
+        assert_eq!(out, br#" {"max_tokens":7,"a":1}"#);
+        let out = set_top_level_number(b"{}", "max_tokens", 7).unwrap();
+        assert_eq!(out, br#"{"max_tokens":7}"#);
+    }
+}
