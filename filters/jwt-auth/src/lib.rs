@@ -13,7 +13,11 @@
 //! - [`remote`]: the remote JWKS state machine (fetch, TTL, refetch, grace), pure.
 //! - `filter`: the proxy-wasm glue (root and HTTP contexts).
 
+pub mod cache;
 pub mod claims;
+pub mod extractor;
 pub mod json;
 pub mod jwks;
+pub mod matcher;
+pub mod remote;
 pub mod verifier;
