@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod claims;
+pub mod config;
 pub mod extractor;
 pub mod json;
 pub mod jwks;
