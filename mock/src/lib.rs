@@ -45,6 +45,8 @@ pub struct MockConfig {
     pub workers: usize,
     /// Record requests (disable for long benchmarks to keep memory flat).
     pub record: bool,
+    /// Keep at most this many recorded requests (the most recent); `None` = all.
+    pub record_limit: Option<usize>,
     /// Log one line per request (method, path without query, status) to stderr.
     pub log: bool,
     /// Largest accepted request body; larger gives 413 `request_too_large`.
@@ -61,6 +63,7 @@ impl Default for MockConfig {
             demo: false,
             workers: 1,
             record: true,
+            record_limit: None,
             log: false,
             max_body: 32 * 1024 * 1024,
             delta_size: 16,
@@ -129,7 +132,7 @@ mod body_serde {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: MockConfig,
-    requests: Mutex<Vec<RecordedRequest>>,
+    requests: Mutex<VecDeque<RecordedRequest>>,
     scripts: Mutex<VecDeque<Script>>,
 }
 
@@ -142,15 +145,24 @@ impl Shared {
     pub(crate) fn new(config: MockConfig) -> Shared {
         Shared {
             config,
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
             scripts: Mutex::new(VecDeque::new()),
         }
     }
     pub(crate) fn record(&self, r: RecordedRequest) {
-        lock(&self.requests).push(r);
+        let mut q = lock(&self.requests);
+        if let Some(limit) = self.config.record_limit {
+            if limit == 0 {
+                return;
+            }
+            while q.len() >= limit {
+                q.pop_front();
+            }
+        }
+        q.push_back(r);
     }
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.requests).clone()
+        lock(&self.requests).iter().cloned().collect()
     }
     pub(crate) fn request_count(&self) -> usize {
         lock(&self.requests).len()
@@ -234,7 +246,8 @@ impl MockServer {
         format!("http://{}", self.addr)
     }
 
-    /// Every request received so far (except `/_mock/` control requests), in order.
+    /// Every request received so far (except `/_mock/` control requests), in order (the most
+    /// recent `record_limit` ones if a limit is set).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests()
     }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tollgate-mock [--listen 127.0.0.1:8081] [--api-key KEY | env MOCK_API_KEY] [--strict-auth] [--demo]
-//!               [--workers N] [--no-record] [--quiet] [--delta-size N]
+//!               [--workers N] [--no-record] [--record-limit N] [--quiet] [--delta-size N]
 //! ```
 //! Prints `tollgate-mock listening on http://ADDR` on stdout once it accepts connections, then
 //! logs one line per request (method, path without query, status; never bodies or keys) on
@@ -15,13 +15,14 @@ use tollgate_mock::{MockConfig, MockServer};
 
 const USAGE: &str =
     "usage: tollgate-mock [--listen ADDR] [--api-key KEY] [--strict-auth] [--demo] [--workers N] \
-[--no-record] [--quiet] [--delta-size N]
+[--no-record] [--record-limit N] [--quiet] [--delta-size N]
   --listen ADDR     address to bind (default 127.0.0.1:8081; port 0 = ephemeral)
   --api-key KEY     require x-api-key: KEY (default: env MOCK_API_KEY; unset = no auth)
   --strict-auth     accept the key only as x-api-key (not as authorization: Bearer)
   --demo            demo answers; shows fake credentials when asked for keys
   --workers N       runtime worker threads (default: available cores)
   --no-record       do not record requests (long benchmarks)
+  --record-limit N  keep only the N most recent requests (default 10000)
   --quiet           do not log requests
   --delta-size N    text delta size of unscripted streams in bytes (default 16; 0 = one delta)";
 
@@ -36,6 +37,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         api_key: std::env::var("MOCK_API_KEY").ok().filter(|k| !k.is_empty()),
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         log: true,
+        record_limit: Some(10_000),
         ..MockConfig::default()
     };
     let mut it = args;
@@ -64,6 +66,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                     .map_err(|_| format!("--delta-size {v}: not a number"))?;
             }
             "--no-record" => config.record = false,
+            "--record-limit" => {
+                let v = value("--record-limit")?;
+                config.record_limit = Some(
+                    v.parse()
+                        .map_err(|_| format!("--record-limit {v}: not a number"))?,
+                );
+            }
             "--quiet" => config.log = false,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),

@@ -766,3 +766,17 @@ fn rendered_script_matches_wire() {
     }
     let _ = parse_sse(&rendered.body());
 }
+
+#[test]
+fn record_limit_keeps_most_recent() {
+    let mock = MockServer::start(MockConfig {
+        record_limit: Some(2),
+        ..MockConfig::default()
+    })
+    .expect("start");
+    for p in ["/v1/models?a=1", "/v1/models?a=2", "/v1/models?a=3"] {
+        assert_eq!(request(mock.addr(), "GET", p, &[], b"").status, 200);
+    }
+    let paths: Vec<String> = mock.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/v1/models?a=2", "/v1/models?a=3"]);
+}
