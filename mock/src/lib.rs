@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use script::{
-    chunked, chunked_by_size, error_body, gzip, message_json, split_deltas, sse_event_list,
-    sse_events, status_for_error, Block, Chunking, Rendered, Reply, Script, ScriptBody,
-    StreamError, Usage, DEFAULT_MESSAGE_ID, DEFAULT_MODEL, SSE_CONTENT_TYPE,
+    chunked, chunked_by_size, default_error_message, error_body, gzip, message_json, split_deltas,
+    sse_event_list, sse_events, status_for_error, Block, Chunking, Rendered, Reply, Script,
+    ScriptBody, StreamError, Usage, DEFAULT_MESSAGE_ID, DEFAULT_MODEL, SSE_CONTENT_TYPE,
 };
 
 /// Configuration of a mock server.

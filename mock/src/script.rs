@@ -597,6 +597,24 @@ pub fn error_body(error_type: &str, message: &str, request_id: Option<&str>) -> 
     .unwrap_or_default()
 }
 
+/// A typical API message for an error type (used when a script gives none).
+pub fn default_error_message(error_type: &str) -> &'static str {
+    match error_type {
+        "invalid_request_error" => "Invalid request",
+        "authentication_error" => "invalid x-api-key",
+        "billing_error" => "Your credit balance is too low to access the Anthropic API.",
+        "permission_error" => {
+            "Your API key does not have permission to use the specified resource."
+        }
+        "not_found_error" => "Not Found",
+        "request_too_large" => "Request exceeds the maximum allowed number of bytes.",
+        "rate_limit_error" => "Number of request tokens has exceeded your per-minute rate limit",
+        "overloaded_error" => "Overloaded",
+        "timeout_error" => "Request timed out",
+        _ => "Internal server error",
+    }
+}
+
 /// The HTTP status the API uses for an error type (500 for unknown types).
 pub fn status_for_error(error_type: &str) -> u16 {
     match error_type {
@@ -835,7 +853,9 @@ impl Script {
                 error_type,
                 message,
             } => {
-                let msg = message.as_deref().unwrap_or("scripted error");
+                let msg = message
+                    .as_deref()
+                    .unwrap_or_else(|| default_error_message(error_type));
                 (
                     status_for_error(error_type),
                     "application/json".into(),

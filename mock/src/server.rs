@@ -138,8 +138,11 @@ pub(crate) async fn serve(
                         let shared = Arc::clone(&shared);
                         async move { Ok::<_, Infallible>(handle(&shared, req).await) }
                     });
+                    // No header-read timeout: hyper would also apply it to idle keep-alive
+                    // connections and close them after 30 s, racing a proxy's next request.
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
+                        .header_read_timeout(None)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
