@@ -1,0 +1,322 @@
+//! The proxy-wasm glue: root context (policy, metrics) and HTTP context (per stream).
+//!
+//! Request path: `accept-encoding: identity` toward the upstream, so the response is readable.
+//! Response path, decided at the response headers:
+//! - a `content-encoding` other than identity → fail closed: a local 500 `api_error`;
+//! - `text/event-stream` → each body chunk is rewritten in place by the [`SseRewriter`]; text
+//!   that could still become a secret is held in the rewriter, never by pausing the stream;
+//! - anything else with a body → buffered (Pause until the end, bounded by `max_body_bytes`)
+//!   and masked as a whole.
+//!
+//! `content-length` is removed from every response whose body may be rewritten. Once headers
+//! are gone a failure can no longer become a local reply: an SSE stream then ends with an SSE
+//! `error` event and nothing else; a buffered body is replaced by an error JSON body.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MetricType};
+use tollgate_common::error::{error_body, ErrorKind};
+use tollgate_common::reply::send_error;
+
+use crate::config::{load, Compiled};
+use crate::rewrite::{mask_body, SseRewriter};
+
+/// Metric ids (absent when the host refused to define one).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    masked_by_rule: Vec<Option<u32>>,
+    masked_total: Option<u32>,
+    streams: Option<u32>,
+    bodies: Option<u32>,
+    fail_closed: Option<u32>,
+    held_back: Option<u32>,
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::warn!("secret-mask: cannot define metric {name}: {status:?}");
+            None
+        }
+    }
+}
+
+impl Metrics {
+    fn define(rule_ids: &[String]) -> Metrics {
+        Metrics {
+            masked_by_rule: rule_ids
+                .iter()
+                .map(|id| {
+                    define(
+                        MetricType::Counter,
+                        &format!("tollgate_secret_mask_masked_{id}"),
+                    )
+                })
+                .collect(),
+            masked_total: define(MetricType::Counter, "tollgate_secret_mask_masked"),
+            streams: define(MetricType::Counter, "tollgate_secret_mask_streams"),
+            bodies: define(MetricType::Counter, "tollgate_secret_mask_bodies"),
+            fail_closed: define(MetricType::Counter, "tollgate_secret_mask_fail_closed"),
+            held_back: define(
+                MetricType::Histogram,
+                "tollgate_secret_mask_held_back_bytes",
+            ),
+        }
+    }
+
+    fn inc(id: Option<u32>, by: u64) {
+        if let (Some(id), Ok(by)) = (id, i64::try_from(by)) {
+            if by > 0 {
+                let _ = hostcalls::increment_metric(id, by);
+            }
+        }
+    }
+
+    fn masked(&self, counts: &[u64]) {
+        let mut total = 0;
+        for (i, &n) in counts.iter().enumerate() {
+            if n > 0 {
+                Self::inc(self.masked_by_rule.get(i).copied().flatten(), n);
+                total += n;
+            }
+        }
+        Self::inc(self.masked_total, total);
+    }
+
+    fn held_back(&self, bytes: usize) {
+        if let Some(id) = self.held_back {
+            let _ = hostcalls::record_metric(id, bytes as u64);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Root {
+    config: Option<Rc<Compiled>>,
+    metrics: Rc<Metrics>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = self.get_plugin_configuration().unwrap_or_default();
+        match load(&raw, &|name| std::env::var(name).ok()) {
+            Ok(compiled) => {
+                self.metrics = Rc::new(Metrics::define(&compiled.rule_ids()));
+                log::info!(
+                    "secret-mask: configured with {} rules (longest window {} bytes)",
+                    compiled.rules.rules().len(),
+                    compiled.rules.max_window()
+                );
+                self.config = Some(Rc::new(compiled));
+                true
+            }
+            Err(err) => {
+                log::error!("secret-mask: invalid configuration: {err}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(SecretMask {
+            config: self.config.clone(),
+            metrics: Rc::clone(&self.metrics),
+            mode: Mode::Undecided,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+enum Mode {
+    Undecided,
+    /// No body expected, or nothing to do.
+    Pass,
+    Sse(Box<SseRewriter>),
+    Buffer,
+    /// Failed closed after the headers went out: swallow the rest.
+    Failed,
+}
+
+pub struct SecretMask {
+    config: Option<Rc<Compiled>>,
+    metrics: Rc<Metrics>,
+    mode: Mode,
+}
+
+impl SecretMask {
+    fn fail_closed_reply(&mut self, message: &str) -> Action {
+        Metrics::inc(self.metrics.fail_closed, 1);
+        log::warn!("secret-mask: failing closed: {message}");
+        send_error(ErrorKind::Api, message, &[]);
+        self.mode = Mode::Failed;
+        Action::Pause
+    }
+
+    fn body_chunk(&self, size: usize) -> Vec<u8> {
+        self.get_http_response_body(0, size).unwrap_or_default()
+    }
+}
+
+impl Context for SecretMask {}
+
+impl HttpContext for SecretMask {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        match &self.config {
+            None => {
+                send_error(ErrorKind::Api, "secret-mask is not configured", &[]);
+                Action::Pause
+            }
+            Some(cfg) => {
+                if cfg.force_identity_encoding {
+                    self.set_http_request_header("accept-encoding", Some("identity"));
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, eos: bool) -> Action {
+        let Some(cfg) = self.config.clone() else {
+            return self.fail_closed_reply("secret-mask is not configured");
+        };
+        if let Some(enc) = self.get_http_response_header("content-encoding") {
+            let enc = enc.trim().to_ascii_lowercase();
+            if !enc.is_empty() && enc != "identity" {
+                return self.fail_closed_reply(
+                    "the upstream response is compressed and cannot be inspected for secrets",
+                );
+            }
+        }
+        if eos {
+            self.mode = Mode::Pass;
+            return Action::Continue;
+        }
+        let content_type = self
+            .get_http_response_header("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.trim_start().starts_with("text/event-stream") {
+            Metrics::inc(self.metrics.streams, 1);
+            self.mode = Mode::Sse(Box::new(SseRewriter::new(
+                Rc::clone(&cfg.rules),
+                cfg.max_event_bytes,
+            )));
+        } else {
+            let declared = self
+                .get_http_response_header("content-length")
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if declared.is_some_and(|n| n > cfg.max_body_bytes) {
+                return self.fail_closed_reply(
+                    "the upstream response is too large to be inspected for secrets",
+                );
+            }
+            Metrics::inc(self.metrics.bodies, 1);
+            self.mode = Mode::Buffer;
+        }
+        self.set_http_response_header("content-length", None);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        let max_body = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
+        match &mut self.mode {
+            Mode::Undecided | Mode::Pass => Action::Continue,
+            Mode::Failed => {
+                if size > 0 {
+                    self.set_http_response_body(0, size, &[]);
+                }
+                Action::Continue
+            }
+            Mode::Sse(rw) => {
+                let chunk =
+                    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpResponseBody, 0, size)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+                let mut out = Vec::with_capacity(chunk.len() + 64);
+                let fed = rw.feed(&chunk, &mut out);
+                if let Err(err) = fed {
+                    Metrics::inc(self.metrics.fail_closed, 1);
+                    log::warn!("secret-mask: failing the stream closed: {err}");
+                    let mut event = Vec::new();
+                    crate::sse::write_event(
+                        Some("error"),
+                        None,
+                        None,
+                        &error_body(ErrorKind::Api, &format!("secret-mask: {err}")),
+                        &mut event,
+                    );
+                    set_response_body(size, &event);
+                    self.mode = Mode::Failed;
+                    return Action::Continue;
+                }
+                if eos {
+                    rw.finish(&mut out);
+                }
+                let counts = rw.stats_mut().take();
+                let held = rw.held_back();
+                self.metrics.masked(&counts);
+                self.metrics.held_back(held);
+                if out.as_slice() != chunk.as_slice() {
+                    set_response_body(size, &out);
+                }
+                Action::Continue
+            }
+            Mode::Buffer => {
+                if !eos {
+                    if size > max_body {
+                        Metrics::inc(self.metrics.fail_closed, 1);
+                        log::warn!(
+                            "secret-mask: response body over {max_body} bytes; failing closed"
+                        );
+                        let body = error_body(
+                            ErrorKind::Api,
+                            "the upstream response is too large to be inspected for secrets",
+                        );
+                        self.set_http_response_body(0, size, &body);
+                        self.mode = Mode::Failed;
+                        return Action::Continue;
+                    }
+                    return Action::Pause;
+                }
+                let body = self.body_chunk(size);
+                let rules = match &self.config {
+                    Some(c) => Rc::clone(&c.rules),
+                    None => return Action::Continue,
+                };
+                let mut stats = crate::matcher::Stats::default();
+                if let Some(masked) = mask_body(&rules, &body, &mut stats) {
+                    self.set_http_response_body(0, size, &masked);
+                }
+                self.metrics.masked(&stats.take());
+                Action::Continue
+            }
+        }
+    }
+}
+
+/// Replaces the current response body chunk (a host error is logged: nothing more to do).
+fn set_response_body(size: usize, bytes: &[u8]) {
+    if let Err(status) = hostcalls::set_buffer(
+        proxy_wasm::types::BufferType::HttpResponseBody,
+        0,
+        size,
+        bytes,
+    ) {
+        log::error!("secret-mask: cannot replace the response body: {status:?}");
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::<Root>::default() });
+}}

@@ -1,0 +1,476 @@
+//! The streaming matcher: masks secrets in a byte stream that arrives in pieces, holding back
+//! only the smallest tail that could still become (or extend) a match.
+//!
+//! Semantics (identical for one-shot and streaming use, whatever the chunking): at every
+//! position each rule takes its longest match (within its window, passing its look-alike
+//! checks); the union of all matched byte ranges is masked; each maximal overlapping run of
+//! matches becomes one replacement named after its leftmost (then longest, then first-listed)
+//! rule. Adjacent, non-overlapping matches get one replacement each.
+//!
+//! Streaming: positions are tried left to right; a position whose outcome depends on bytes not
+//! yet seen ([`Eval::NeedMore`]) blocks release from there on. Everything before the first
+//! blocked position that is not inside an open masked run is released at once. Since a rule
+//! only answers `NeedMore` while its DFA is alive and within its window, the hold-back never
+//! exceeds the longest window (plus the open run in the rare case of chained matches, which is
+//! itself bounded: see [`StreamMasker::MAX_RUN_FACTOR`]).
+
+use std::rc::Rc;
+
+use crate::rules::{Eval, Rule};
+
+/// How a masked run is written out: `<kept prefix><before><rule id><after>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// Text before the rule id (the whole text when the template has no `{rule}`).
+    pub before: String,
+    /// Text after the rule id.
+    pub after: String,
+    /// Whether the template names the rule (`{rule}`).
+    pub with_id: bool,
+    /// Keep up to this many leading bytes of the secret (never more than a quarter of it).
+    pub keep_prefix: usize,
+}
+
+impl Default for Replacement {
+    fn default() -> Self {
+        Replacement::from_template("[REDACTED:{rule}]", 0)
+    }
+}
+
+impl Replacement {
+    /// Parses a template with one `{rule}` placeholder (or none).
+    pub fn from_template(template: &str, keep_prefix: usize) -> Replacement {
+        match template.split_once("{rule}") {
+            Some((before, after)) => Replacement {
+                before: before.to_string(),
+                after: after.to_string(),
+                with_id: true,
+                keep_prefix,
+            },
+            None => Replacement {
+                before: template.to_string(),
+                after: String::new(),
+                with_id: false,
+                keep_prefix,
+            },
+        }
+    }
+
+    /// Appends the replacement for `secret` (matched by rule `id`) to `out`.
+    pub fn write(&self, id: &str, secret: &[u8], out: &mut Vec<u8>) {
+        let mut keep = self.keep_prefix.min(secret.len() / 4);
+        // Keep whole characters only.
+        while keep > 0 && keep < secret.len() && (secret[keep] & 0xC0) == 0x80 {
+            keep -= 1;
+        }
+        out.extend_from_slice(&secret[..keep]);
+        out.extend_from_slice(self.before.as_bytes());
+        if self.with_id {
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(self.after.as_bytes());
+        }
+    }
+}
+
+/// A compiled, immutable rule set shared by every stream.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// For each byte, the rules that may start a match with it.
+    by_first: Vec<Vec<u16>>,
+    max_window: usize,
+    replacement: Replacement,
+}
+
+impl RuleSet {
+    pub fn new(rules: Vec<Rule>, replacement: Replacement) -> RuleSet {
+        let mut by_first = vec![Vec::new(); 256];
+        for (i, rule) in rules.iter().enumerate() {
+            for (b, &can) in rule.first.iter().enumerate() {
+                if can {
+                    by_first[b].push(i as u16);
+                }
+            }
+        }
+        let max_window = rules.iter().map(|r| r.window).max().unwrap_or(1);
+        RuleSet {
+            rules,
+            by_first,
+            max_window,
+            replacement,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The longest window of any rule: the bound on hold-back.
+    pub fn max_window(&self) -> usize {
+        self.max_window
+    }
+
+    /// Masks a complete text in one go. Returns `None` when nothing was masked.
+    pub fn mask_once(self: &Rc<Self>, text: &[u8], stats: &mut Stats) -> Option<Vec<u8>> {
+        if !text.iter().any(|&b| !self.by_first[b as usize].is_empty()) {
+            return None;
+        }
+        let before = stats.total();
+        let mut m = StreamMasker::new(Rc::clone(self));
+        let mut out = Vec::with_capacity(text.len());
+        m.feed(text, &mut out, stats);
+        m.finish(&mut out, stats);
+        (stats.total() != before).then_some(out)
+    }
+
+    /// Masks a complete string in one go. Returns `None` when nothing was masked.
+    pub fn mask_str(self: &Rc<Self>, text: &str, stats: &mut Stats) -> Option<String> {
+        self.mask_once(text.as_bytes(), stats)
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// What was masked, per rule index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub masked: Vec<u64>,
+}
+
+impl Stats {
+    pub fn record(&mut self, rule: usize) {
+        if self.masked.len() <= rule {
+            self.masked.resize(rule + 1, 0);
+        }
+        self.masked[rule] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.masked.iter().sum()
+    }
+
+    /// Moves the counts out, leaving zeros.
+    pub fn take(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.masked)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    rule: usize,
+}
+
+/// The per-stream state of the matcher.
+#[derive(Debug)]
+pub struct StreamMasker {
+    rules: Rc<RuleSet>,
+    /// Unreleased original bytes.
+    buf: Vec<u8>,
+    /// The original byte before `buf[0]`.
+    prev: Option<u8>,
+    /// Positions before this one have a final outcome.
+    scan: usize,
+    /// The masked run still growing, if any.
+    open: Option<Run>,
+}
+
+impl StreamMasker {
+    /// An open masked run longer than this many windows is written out in parts.
+    pub const MAX_RUN_FACTOR: usize = 2;
+
+    pub fn new(rules: Rc<RuleSet>) -> StreamMasker {
+        StreamMasker {
+            rules,
+            buf: Vec::new(),
+            prev: None,
+            scan: 0,
+            open: None,
+        }
+    }
+
+    /// Bytes received but not yet released.
+    pub fn held_back(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Adds `input`; appends whatever can be released to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, stats: &mut Stats) {
+        self.buf.extend_from_slice(input);
+        self.advance(false, out, stats);
+    }
+
+    /// The end of the stream: releases everything left, masked.
+    pub fn finish(&mut self, out: &mut Vec<u8>, stats: &mut Stats) {
+        self.advance(true, out, stats);
+        self.prev = None;
+    }
+
+    fn advance(&mut self, eof: bool, out: &mut Vec<u8>, stats: &mut Stats) {
+        let rules = Rc::clone(&self.rules);
+        let buf = &self.buf;
+        let mut emitted = 0usize;
+        let mut p = self.scan;
+        let mut blocked = None;
+        while p < buf.len() {
+            let candidates = &rules.by_first[buf[p] as usize];
+            if candidates.is_empty() {
+                p += 1;
+                continue;
+            }
+            let prev = if p == 0 { self.prev } else { Some(buf[p - 1]) };
+            let mut best: Option<(usize, usize)> = None; // (len, rule)
+            let mut need_more = false;
+            for &ri in candidates {
+                let ri = ri as usize;
+                match rules.rules[ri].eval(buf, p, prev, eof) {
+                    Eval::NeedMore => {
+                        need_more = true;
+                        break;
+                    }
+                    Eval::Match(len) => {
+                        if best.is_none_or(|(l, _)| len > l) {
+                            best = Some((len, ri));
+                        }
+                    }
+                    Eval::NoMatch => {}
+                }
+            }
+            if need_more {
+                blocked = Some(p);
+                break;
+            }
+            if let Some((len, rule)) = best {
+                match &mut self.open {
+                    Some(run) if p < run.end => run.end = run.end.max(p + len),
+                    open => {
+                        if let Some(run) = open.take() {
+                            emit_run(&rules, buf, &mut emitted, run, out, stats);
+                        }
+                        *open = Some(Run {
+                            start: p,
+                            end: p + len,
+                            rule,
+                        });
+                    }
+                }
+            }
+            p += 1;
+        }
+        let frontier = blocked.unwrap_or(buf.len());
+        if let Some(run) = self.open {
+            if run.end <= frontier {
+                self.open = None;
+                emit_run(&rules, buf, &mut emitted, run, out, stats);
+            } else if frontier - run.start > rules.max_window * Self::MAX_RUN_FACTOR {
+                // A chain of overlapping matches: write out the covered part so far.
+                let part = Run {
+                    end: frontier,
+                    ..run
+                };
+                emit_run(&rules, buf, &mut emitted, part, out, stats);
+                self.open = Some(Run {
+                    start: frontier,
+                    ..run
+                });
+            }
+        }
+        let release_to = match self.open {
+            Some(run) => run.start,
+            None => frontier,
+        };
+        if release_to > emitted {
+            out.extend_from_slice(&buf[emitted..release_to]);
+            emitted = release_to;
+        }
+        // Drop what was released.
+        if emitted > 0 {
+            self.prev = Some(self.buf[emitted - 1]);
+            self.buf.drain(..emitted);
+        }
+        self.scan = p - emitted;
+        if let Some(run) = &mut self.open {
+            run.start -= emitted;
+            run.end -= emitted;
+        }
+    }
+}
+
+fn emit_run(
+    rules: &RuleSet,
+    buf: &[u8],
+    emitted: &mut usize,
+    run: Run,
+    out: &mut Vec<u8>,
+    stats: &mut Stats,
+) {
+    if run.start > *emitted {
+        out.extend_from_slice(&buf[*emitted..run.start]);
+    }
+    rules
+        .replacement
+        .write(&rules.rules[run.rule].id, &buf[run.start..run.end], out);
+    stats.record(run.rule);
+    *emitted = run.end;
+}
+
+/// A [`StreamMasker`] over UTF-8 text: releases whole characters only.
+#[derive(Debug)]
+pub struct TextMasker {
+    inner: StreamMasker,
+    /// Released bytes that do not yet end a character.
+    carry: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl TextMasker {
+    pub fn new(rules: Rc<RuleSet>) -> TextMasker {
+        TextMasker {
+            inner: StreamMasker::new(rules),
+            carry: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn held_back(&self) -> usize {
+        self.inner.held_back() + self.carry.len()
+    }
+
+    /// Adds `text`; returns the text that can be released now.
+    pub fn feed(&mut self, text: &str, stats: &mut Stats) -> String {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        out.append(&mut self.carry);
+        self.inner.feed(text.as_bytes(), &mut out, stats);
+        let s = self.split_valid(&out);
+        self.scratch = out;
+        s
+    }
+
+    /// The end of the text: releases everything left, masked.
+    pub fn finish(&mut self, stats: &mut Stats) -> String {
+        let mut out = std::mem::take(&mut self.carry);
+        self.inner.finish(&mut out, stats);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn split_valid(&mut self, out: &[u8]) -> String {
+        match std::str::from_utf8(out) {
+            Ok(s) => s.to_string(),
+            Err(e) => {
+                let valid = e.valid_up_to();
+                match e.error_len() {
+                    // An incomplete character at the end: keep it for later.
+                    None => {
+                        self.carry.extend_from_slice(&out[valid..]);
+                        String::from_utf8_lossy(&out[..valid]).into_owned()
+                    }
+                    // Cannot happen for input that came from a &str; never panic anyway.
+                    Some(_) => String::from_utf8_lossy(out).into_owned(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSpec;
+
+    fn set(specs: Vec<RuleSpec>) -> Rc<RuleSet> {
+        let rules = specs.iter().map(|s| Rule::compile(s).unwrap()).collect();
+        Rc::new(RuleSet::new(rules, Replacement::default()))
+    }
+
+    fn defaults() -> Rc<RuleSet> {
+        crate::testutil::defaults()
+    }
+
+    fn mask(rs: &Rc<RuleSet>, text: &str) -> String {
+        let mut st = Stats::default();
+        rs.mask_str(text, &mut st)
+            .unwrap_or_else(|| text.to_string())
+    }
+
+    const AWS: &str = "AKIAZ2MQ4JXLS7RT5WHB";
+
+    #[test]
+    fn masks_in_one_go() {
+        let rs = defaults();
+        assert_eq!(
+            mask(&rs, &format!("key={AWS}; done")),
+            "key=[REDACTED:aws_access_key_id]; done"
+        );
+        assert_eq!(mask(&rs, "nothing to see"), "nothing to see");
+    }
+
+    #[test]
+    fn releases_as_soon_as_a_prefix_dies() {
+        let rs = defaults();
+        let mut m = TextMasker::new(rs);
+        let mut st = Stats::default();
+        assert_eq!(m.feed("hello AK", &mut st), "hello ");
+        assert_eq!(m.held_back(), 2);
+        assert_eq!(m.feed("IA", &mut st), "");
+        assert_eq!(m.feed("!", &mut st), "AKIA!");
+        assert_eq!(m.held_back(), 0);
+    }
+
+    #[test]
+    fn secret_split_across_feeds_is_masked() {
+        let rs = defaults();
+        let text = format!("a {AWS} b");
+        for cut in 0..=text.len() {
+            let mut m = TextMasker::new(Rc::clone(&rs));
+            let mut st = Stats::default();
+            let mut out = m.feed(&text[..cut], &mut st);
+            out += &m.feed(&text[cut..], &mut st);
+            out += &m.finish(&mut st);
+            assert_eq!(out, "a [REDACTED:aws_access_key_id] b", "cut {cut}");
+            assert_eq!(st.total(), 1);
+        }
+    }
+
+    #[test]
+    fn overlapping_matches_merge_into_one_run() {
+        let rs = set(vec![
+            RuleSpec::literal("one", "abcdefgh"),
+            RuleSpec::literal("two", "efghijkl"),
+        ]);
+        assert_eq!(mask(&rs, "xabcdefghijkly"), "x[REDACTED:one]y");
+        // Adjacent matches stay separate.
+        assert_eq!(
+            mask(&rs, "abcdefghefghijkl"),
+            "[REDACTED:one][REDACTED:two]"
+        );
+    }
+
+    #[test]
+    fn replacement_template_and_prefix() {
+        let rs = Rc::new(RuleSet::new(
+            vec![Rule::compile(&RuleSpec::literal("canary", "CANARY-0123456789")).unwrap()],
+            Replacement::from_template("<{rule}>", 4),
+        ));
+        assert_eq!(mask(&rs, "x CANARY-0123456789 y"), "x CANA<canary> y");
+        let rs = Rc::new(RuleSet::new(
+            vec![Rule::compile(&RuleSpec::literal("canary", "CANARY-0123456789")).unwrap()],
+            Replacement::from_template("***", 100),
+        ));
+        // keep_prefix is capped at a quarter of the secret.
+        assert_eq!(mask(&rs, "CANARY-0123456789"), "CANA***");
+    }
+
+    #[test]
+    fn multibyte_text_is_released_on_character_boundaries() {
+        let rs = defaults();
+        let mut m = TextMasker::new(rs);
+        let mut st = Stats::default();
+        let mut out = String::new();
+        for piece in ["é", "日本", "AK", "IAé", "🦀"] {
+            out += &m.feed(piece, &mut st);
+        }
+        out += &m.finish(&mut st);
+        assert_eq!(out, "é日本AKIAé🦀");
+    }
+}
