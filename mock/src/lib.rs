@@ -53,6 +53,9 @@ pub struct MockConfig {
     pub max_body: usize,
     /// Text delta size of unscripted streaming replies (0 = one delta).
     pub delta_size: usize,
+    /// Delay between the events of unscripted streaming replies, in milliseconds (makes a demo
+    /// visibly stream; 0 = none).
+    pub stream_delay_ms: u64,
 }
 
 impl Default for MockConfig {
@@ -67,6 +70,7 @@ impl Default for MockConfig {
             log: false,
             max_body: 32 * 1024 * 1024,
             delta_size: 16,
+            stream_delay_ms: 0,
         }
     }
 }

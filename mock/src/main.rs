@@ -3,6 +3,7 @@
 //! ```text
 //! tollgate-mock [--listen 127.0.0.1:8081] [--api-key KEY | env MOCK_API_KEY] [--strict-auth] [--demo]
 //!               [--workers N] [--no-record] [--record-limit N] [--quiet] [--delta-size N]
+//!               [--stream-delay-ms N]
 //! ```
 //! Prints `tollgate-mock listening on http://ADDR` on stdout once it accepts connections, then
 //! logs one line per request (method, path without query, status; never bodies or keys) on
@@ -15,7 +16,7 @@ use tollgate_mock::{MockConfig, MockServer};
 
 const USAGE: &str =
     "usage: tollgate-mock [--listen ADDR] [--api-key KEY] [--strict-auth] [--demo] [--workers N] \
-[--no-record] [--record-limit N] [--quiet] [--delta-size N]
+[--no-record] [--record-limit N] [--quiet] [--delta-size N] [--stream-delay-ms N]
   --listen ADDR     address to bind (default 127.0.0.1:8081; port 0 = ephemeral)
   --api-key KEY     require x-api-key: KEY (default: env MOCK_API_KEY; unset = no auth)
   --strict-auth     accept the key only as x-api-key (not as authorization: Bearer)
@@ -24,6 +25,7 @@ const USAGE: &str =
   --no-record       do not record requests (long benchmarks)
   --record-limit N  keep only the N most recent requests (default 10000)
   --quiet           do not log requests
+  --stream-delay-ms N  delay between events of unscripted streams (default 0)
   --delta-size N    text delta size of unscripted streams in bytes (default 16; 0 = one delta)";
 
 struct Args {
@@ -64,6 +66,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 config.delta_size = v
                     .parse()
                     .map_err(|_| format!("--delta-size {v}: not a number"))?;
+            }
+            "--stream-delay-ms" => {
+                let v = value("--stream-delay-ms")?;
+                config.stream_delay_ms = v
+                    .parse()
+                    .map_err(|_| format!("--stream-delay-ms {v}: not a number"))?;
             }
             "--no-record" => config.record = false,
             "--record-limit" => {

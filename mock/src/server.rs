@@ -356,7 +356,7 @@ fn messages(shared: &Shared, body: &Bytes, request_id: &str) -> Reply {
             ],
             body: MockBody::Chunks {
                 queue: events.into_iter().map(Bytes::from).collect(),
-                delay: Duration::ZERO,
+                delay: Duration::from_millis(shared.config.stream_delay_ms),
                 sleep: None,
                 disconnect: false,
                 waited: false,

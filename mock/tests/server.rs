@@ -780,3 +780,19 @@ fn record_limit_keeps_most_recent() {
     let paths: Vec<String> = mock.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/v1/models?a=2", "/v1/models?a=3"]);
 }
+
+#[test]
+fn stream_delay_paces_unscripted_streams() {
+    let mock = MockServer::start(MockConfig {
+        stream_delay_ms: 40,
+        delta_size: 0,
+        ..MockConfig::default()
+    })
+    .expect("start");
+    let resp = post_json(mock.addr(), "/v1/messages", &[], MSG_STREAM);
+    assert_eq!(check_sequence(&resp.sse()), "You said: stream please");
+    let t = &resp.chunk_times;
+    assert_eq!(t.len(), 7);
+    let span = t[t.len() - 1] - t[0];
+    assert!(span >= Duration::from_millis(6 * 35), "{t:?}");
+}
