@@ -57,14 +57,15 @@ pub enum Messages {
     Latest,
 }
 
-/// Role names as written in policies.
+/// Role names as written in policies (`tool_results`: tool output sent back to the model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum RoleName {
     User,
     Assistant,
     System,
     Tools,
+    ToolResults,
 }
 
 /// What happens to a request whose `max_tokens` is over the cap.

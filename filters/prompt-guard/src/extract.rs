@@ -18,8 +18,12 @@
 //!   parts: `text`, `refusal`; unknown parts contribute every string leaf), `tool_calls` /
 //!   `function_call` (name, and the string leaves of `arguments` parsed as JSON, or the raw
 //!   string), `tools` / `functions` (name, description, string leaves of `parameters`).
-//!   `system`/`developer` messages have the system role; `tool`/`function` results and unknown
-//!   roles are checked as user text.
+//!   `system`/`developer` messages have the system role, `tool`/`function` messages the
+//!   tool-results role; unknown roles are checked as user text.
+//!
+//! Tool output (`tool_result`-like blocks) gets its own segment with the role
+//! [`Role::ToolResults`] and the index of the message that carries it, so policies can treat
+//! what the user typed and what tools returned differently.
 //!
 //! Within one message, adjacent text blocks are joined without a separator (the model reads them
 //! as one text, so a phrase split across blocks still matches); other pieces are separated by a
@@ -37,7 +41,10 @@ pub enum Role {
     User,
     Assistant,
     System,
+    /// Tool definitions.
     Tools,
+    /// Tool output sent back to the model (`tool_result` blocks, chat `tool` messages).
+    ToolResults,
 }
 
 impl Role {
@@ -47,6 +54,7 @@ impl Role {
             Role::Assistant => "assistant",
             Role::System => "system",
             Role::Tools => "tools",
+            Role::ToolResults => "tool_results",
         }
     }
 }
@@ -301,7 +309,7 @@ fn messages_api(
 ) -> Result<(), ExtractError> {
     if let Some(system) = top.get("system") {
         let mut t = Text::default();
-        content(system, &mut t, "system")?;
+        content(system, &mut t, None, "system")?;
         t.finish(Role::System, None, out);
     }
     for (i, m) in messages.iter().enumerate() {
@@ -313,11 +321,12 @@ fn messages_api(
             Some(Value::String(_)) => Role::User,
             _ => return Err(field(format!("messages[{i}].role"), "must be a string")),
         };
-        let mut t = Text::default();
+        let (mut t, mut results) = (Text::default(), Text::default());
         if let Some(c) = m.get("content") {
-            content(c, &mut t, "messages[].content")?;
+            content(c, &mut t, Some(&mut results), "messages[].content")?;
         }
         t.finish(role, Some(i), out);
+        results.finish(Role::ToolResults, Some(i), out);
     }
     if let Some(tools) = top.get("tools") {
         let Value::Array(tools) = tools else {
@@ -344,13 +353,19 @@ fn messages_api(
     Ok(())
 }
 
-/// A Messages API `content`/`system` value: a string or an array of blocks.
-fn content(v: &Value, t: &mut Text, what: &'static str) -> Result<(), ExtractError> {
+/// A Messages API `content`/`system` value: a string or an array of blocks. Tool results go to
+/// `results` when given.
+fn content(
+    v: &Value,
+    t: &mut Text,
+    mut results: Option<&mut Text>,
+    what: &'static str,
+) -> Result<(), ExtractError> {
     match v {
         Value::String(s) => t.text(s),
         Value::Array(blocks) => {
             for b in blocks {
-                block(b, t);
+                block(b, t, results.as_deref_mut());
             }
         }
         Value::Null => {}
@@ -371,8 +386,9 @@ fn str_of<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     }
 }
 
-/// One content block; unknown shapes contribute every string leaf (fail closed).
-fn block(b: &Value, t: &mut Text) {
+/// One content block; unknown shapes contribute every string leaf (fail closed). Tool results
+/// are written to `results` when given, else to `t`.
+fn block(b: &Value, t: &mut Text, results: Option<&mut Text>) {
     let o = match b {
         Value::Object(o) => o,
         Value::String(s) => return t.text(s),
@@ -403,18 +419,24 @@ fn block(b: &Value, t: &mut Text) {
         | "web_search_tool_result"
         | "web_fetch_tool_result"
         | "code_execution_tool_result"
-        | "bash_code_execution_tool_result" => match o.get("content") {
-            Some(Value::String(s)) => t.other(s),
-            Some(Value::Array(blocks)) => {
-                t.last_was_text = false;
-                for b in blocks {
-                    block(b, t);
+        | "bash_code_execution_tool_result" => {
+            let r: &mut Text = match results {
+                Some(r) => r,
+                None => t,
+            };
+            match o.get("content") {
+                Some(Value::String(s)) => r.other(s),
+                Some(Value::Array(blocks)) => {
+                    r.last_was_text = false;
+                    for b in blocks {
+                        block(b, r, None);
+                    }
+                    r.last_was_text = false;
                 }
-                t.last_was_text = false;
+                Some(other) => r.leaves(other),
+                None => {}
             }
-            Some(other) => t.leaves(other),
-            None => {}
-        },
+        }
         "document" | "search_result" => {
             for k in ["title", "context"] {
                 if let Some(s) = str_of(o, k) {
@@ -435,7 +457,7 @@ fn block(b: &Value, t: &mut Text) {
                     "content" => {
                         if let Some(Value::Array(blocks)) = src.get("content") {
                             t.last_was_text = false;
-                            blocks.iter().for_each(|b| block(b, t));
+                            blocks.iter().for_each(|b| block(b, t, None));
                         } else if let Some(c) = src.get("content") {
                             t.leaves(c);
                         }
@@ -446,7 +468,7 @@ fn block(b: &Value, t: &mut Text) {
             }
             if let Some(Value::Array(blocks)) = o.get("content") {
                 t.last_was_text = false;
-                blocks.iter().for_each(|b| block(b, t));
+                blocks.iter().for_each(|b| block(b, t, None));
             }
         }
         _ => t.leaves(b),
@@ -466,6 +488,7 @@ fn chat_api(
             Some(Value::String(r)) => match r.as_str() {
                 "system" | "developer" => Role::System,
                 "assistant" => Role::Assistant,
+                "tool" | "function" => Role::ToolResults,
                 _ => Role::User,
             },
             _ => return Err(field(format!("messages[{i}].role"), "must be a string")),
@@ -686,16 +709,13 @@ mod tests {
             (Role::User, Some(0), "ignore this\ndoc title\ndoc body")
         );
         assert_eq!(t[2], (Role::Assistant, Some(1), "hmm\nBash\nls -la\nx1"));
+        assert_eq!(t[3], (Role::User, Some(2), "unknown text\nfuture_block"));
         assert_eq!(
-            t[3].2,
-            "file list\nplain result\nunknown text\nfuture_block"
+            t[4],
+            (Role::ToolResults, Some(2), "file list\nplain result")
         );
-        assert_eq!(t[4].0, Role::Tools);
-        assert!(
-            t[4].2.contains("Run a command") && t[4].2.contains("the cmd"),
-            "{}",
-            t[4].2
-        );
+        assert_eq!(t[5].0, Role::Tools);
+        assert!(t[5].2.contains("Run a command") && t[5].2.contains("the cmd"));
     }
 
     #[test]
@@ -717,7 +737,7 @@ mod tests {
         assert_eq!(t[0], (Role::System, Some(0), "dev rules"));
         assert_eq!(t[1], (Role::User, Some(1), "hi"));
         assert_eq!(t[2], (Role::Assistant, Some(2), "sh\nrm -rf /"));
-        assert_eq!(t[3], (Role::User, Some(3), "done"));
+        assert_eq!(t[3], (Role::ToolResults, Some(3), "done"));
         assert_eq!(t[4].0, Role::Tools);
     }
 

@@ -1,0 +1,90 @@
+//! `tollgate check`: the offline policy checker, run as a real process.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tollgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run tollgate")
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tollgate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn shipped_policies_are_valid() {
+    let out = tollgate(&[
+        "check",
+        "policies/prompt-guard.json",
+        "policies/prompt-guard.example.json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("policies/prompt-guard.json: ok: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("4 groups"), "{stdout}");
+}
+
+#[test]
+fn errors_name_the_file_and_field_and_exit_1() {
+    let bad = temp_file(
+        "bad.json",
+        r#"{"rules":[{"id":"ok","pattern":"x"},{"id":"broken","kind":"regex","pattern":"(unclosed"}]}"#,
+    );
+    let out = tollgate(&["check", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.json: rules[1].pattern: invalid regex"),
+        "{stderr}"
+    );
+
+    let unknown = temp_file(
+        "unknown.json",
+        r#"{"groups":{"g":{"limits":{"max_tokenz":5}}}}"#,
+    );
+    let out = tollgate(&["check", unknown.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("groups.g.limits"), "{stderr}");
+    assert!(stderr.contains("max_tokenz"), "{stderr}");
+}
+
+#[test]
+fn one_bad_file_fails_the_run_but_all_are_reported() {
+    let bad = temp_file("syntax.json", "{\"rules\": [");
+    let out = tollgate(&["check", "policies/prompt-guard.json", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("prompt-guard.json: ok"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("syntax.json: "));
+}
+
+#[test]
+fn missing_file_and_usage_errors() {
+    let out = tollgate(&["check", "policies/does-not-exist.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    assert_eq!(tollgate(&[]).status.code(), Some(2));
+    assert_eq!(tollgate(&["check"]).status.code(), Some(2));
+    assert_eq!(tollgate(&["frobnicate", "x"]).status.code(), Some(2));
+    assert_eq!(tollgate(&["--help"]).status.code(), Some(0));
+}
