@@ -1,5 +1,7 @@
 //! `tollgate check`: the offline policy checker, run as a real process.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
