@@ -17,8 +17,17 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod extractor;
+pub mod filter;
 pub mod json;
 pub mod jwks;
 pub mod matcher;
 pub mod remote;
 pub mod verifier;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(filter::JwtAuthRoot::new(context_id))
+    });
+}}

@@ -377,14 +377,15 @@ pub fn check_signature(
     token: &str,
     d: &Decoded,
     policy: &Policy,
-    keys: &KeySet,
+    keys: &[&KeySet],
     now: u64,
 ) -> Result<(), Reject> {
     let mut tried = 0;
-    for key in keys
-        .candidates(d.alg, d.kid.as_deref())
-        .take(MAX_KEYS_TRIED)
-    {
+    let candidates = keys
+        .iter()
+        .flat_map(|set| set.candidates(d.alg, d.kid.as_deref()))
+        .take(MAX_KEYS_TRIED);
+    for key in candidates {
         tried += 1;
         if key.key.verify(token, options(policy, now)).is_ok() {
             return Ok(());
@@ -402,7 +403,7 @@ pub fn verify(
     token: &str,
     d: &Decoded,
     policy: &Policy,
-    keys: &KeySet,
+    keys: &[&KeySet],
     now: u64,
 ) -> Result<(), Reject> {
     check_claims(d, policy, now)?;

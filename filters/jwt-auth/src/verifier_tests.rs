@@ -42,7 +42,7 @@ fn hs_policy() -> (Policy, KeySet) {
 
 fn check(token: &str, policy: &Policy, keys: &KeySet) -> Result<(), Reject> {
     let d = decode(token, policy.max_token_bytes)?;
-    verify(token, &d, policy, keys, now())
+    verify(token, &d, policy, &[keys], now())
 }
 
 fn hs_check(header: &str, claims: &str) -> Result<(), Reject> {
