@@ -437,3 +437,23 @@ fn rule_errors() {
         "empty",
     );
 }
+
+#[test]
+fn the_shipped_dev_policy_compiles() {
+    let raw = include_bytes!("../../../policies/jwt-auth.json");
+    let c = load(raw, &env).unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.policy.issuer, "http://127.0.0.1:8082");
+    assert_eq!(p.policy.audiences, vec!["tollgate"]);
+    let r = p.remote.as_ref().unwrap();
+    assert_eq!(
+        (r.cluster.as_str(), r.authority.as_str()),
+        ("idp", "127.0.0.1:8082")
+    );
+    assert_eq!(
+        r.discovery_path.as_deref(),
+        Some("/.well-known/openid-configuration")
+    );
+    assert_eq!(c.locations.len(), 2);
+    assert_eq!(c.rules[0].requirement, Requirement::Anonymous);
+}

@@ -29,6 +29,8 @@ use crate::verifier::{check_claims, check_signature, decode, Reject};
 
 const METRIC_PREFIX: &str = "tollgate_jwt_auth_";
 const SHARED_KEY_PREFIX: &str = "tollgate.jwt_auth.jwks.";
+/// Filter state for the access log: `allowed`, `anonymous` or `denied:<reason>`.
+const VERDICT: &str = "tollgate.jwt_auth.verdict";
 const WWW_AUTHENTICATE_401: &str = "Bearer realm=\"tollgate\", error=\"invalid_token\"";
 const WWW_AUTHENTICATE_403: &str = "Bearer realm=\"tollgate\", error=\"insufficient_scope\"";
 
@@ -105,8 +107,13 @@ enum Decision {
     Denied,
 }
 
+fn verdict(value: &str) {
+    let _ = hostcalls::set_property(vec![VERDICT], Some(value.as_bytes()));
+}
+
 fn deny(shared: &Shared, reject: Reject) -> Decision {
     shared.metrics.inc(reject.reason());
+    verdict(&format!("denied:{}", reject.reason()));
     log::debug!("tollgate jwt-auth: denied ({})", reject.reason());
     if reject.is_forbidden() {
         send_error(
@@ -261,6 +268,7 @@ fn decide(shared: &mut Shared, now: u64) -> Decision {
     match requirement {
         Requirement::Anonymous => {
             shared.metrics.inc("allowed_anonymous");
+            verdict("anonymous");
             return Decision::Allow;
         }
         Requirement::Deny => return deny(shared, Reject::Forbidden),
@@ -295,6 +303,7 @@ fn decide(shared: &mut Shared, now: u64) -> Decision {
         return Decision::Denied;
     }
     shared.metrics.inc("allowed");
+    verdict("allowed");
     Decision::Allow
 }
 
