@@ -144,7 +144,13 @@ pub fn compile(
             (None, Some(l), None) => Pattern::Literal(l.clone()),
             (None, None, Some(name)) => match env(name).map(|v| v.trim().to_string()) {
                 Some(v) if !v.is_empty() => Pattern::Literal(v),
-                _ if rc.optional => continue,
+                _ if rc.optional => {
+                    log::warn!(
+                        "secret-mask: {path}: environment variable {name} is not set; rule {} left out",
+                        rc.id
+                    );
+                    continue;
+                }
                 _ => {
                     return Err(ConfigError::new(
                         format!("{path}.env"),
@@ -320,6 +326,31 @@ mod tests {
             let err = load(raw, &no_env).unwrap_err();
             assert_eq!(&err.path, path, "{}: {err}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn shipped_policy_compiles() {
+        let raw = include_bytes!("../../../policies/secret-mask.json");
+        let body = "Qm7_xR2pL9-vT4kW8nZ3cY6bH1jF5dG0sA";
+        let key = format!("sk-ant-api03-{}{}{}AA", body, body, &body[..25]);
+        let k2 = key.clone();
+        let c = load(raw, &move |n: &str| {
+            (n == "ANTHROPIC_API_KEY").then(|| k2.clone())
+        })
+        .unwrap();
+        assert_eq!(c.rule_ids()[0], "upstream_api_key");
+        let mut st = Stats::default();
+        assert_eq!(
+            c.rules.mask_str(&key, &mut st).unwrap(),
+            "[REDACTED:upstream_api_key]"
+        );
+        // Without the variable the rule is left out and the built-in rules still apply.
+        let c = load(raw, &no_env).unwrap();
+        assert_eq!(c.rule_ids()[0], "anthropic_api_key");
+        assert_eq!(
+            c.rules.mask_str(&key, &mut st).unwrap(),
+            "[REDACTED:anthropic_api_key]"
+        );
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl RootContext for Root {
             config: self.config.clone(),
             metrics: Rc::clone(&self.metrics),
             mode: Mode::Undecided,
+            masked: 0,
         }))
     }
 
@@ -149,10 +150,29 @@ pub struct SecretMask {
     config: Option<Rc<Compiled>>,
     metrics: Rc<Metrics>,
     mode: Mode,
+    /// Secrets masked in this response so far.
+    masked: u64,
 }
 
+/// Filter state written at the end of a rewritten response: the number of secrets masked, or
+/// `fail_closed` (readable in access logs as `%FILTER_STATE(wasm.tollgate.secret_mask.masked:PLAIN)%`).
+pub const MASKED_PROPERTY: &str = "tollgate.secret_mask.masked";
+
 impl SecretMask {
+    fn record_masked(&mut self, counts: &[u64]) {
+        self.metrics.masked(counts);
+        self.masked += counts.iter().sum::<u64>();
+    }
+
+    fn publish(&self, value: &str) {
+        if let Err(status) = hostcalls::set_property(vec![MASKED_PROPERTY], Some(value.as_bytes()))
+        {
+            log::debug!("secret-mask: cannot set {MASKED_PROPERTY}: {status:?}");
+        }
+    }
+
     fn fail_closed_reply(&mut self, message: &str) -> Action {
+        self.publish("fail_closed");
         Metrics::inc(self.metrics.fail_closed, 1);
         log::warn!("secret-mask: failing closed: {message}");
         send_error(ErrorKind::Api, message, &[]);
@@ -245,6 +265,7 @@ impl HttpContext for SecretMask {
                 let fed = rw.feed(&chunk, &mut out);
                 if let Err(err) = fed {
                     Metrics::inc(self.metrics.fail_closed, 1);
+                    self.publish("fail_closed");
                     log::warn!("secret-mask: failing the stream closed: {err}");
                     let mut event = Vec::new();
                     crate::sse::write_event(
@@ -263,10 +284,13 @@ impl HttpContext for SecretMask {
                 }
                 let counts = rw.stats_mut().take();
                 let held = rw.held_back();
-                self.metrics.masked(&counts);
                 self.metrics.held_back(held);
+                self.record_masked(&counts);
                 if out.as_slice() != chunk.as_slice() {
                     set_response_body(size, &out);
+                }
+                if eos {
+                    self.publish(&self.masked.to_string());
                 }
                 Action::Continue
             }
@@ -274,6 +298,7 @@ impl HttpContext for SecretMask {
                 if !eos {
                     if size > max_body {
                         Metrics::inc(self.metrics.fail_closed, 1);
+                        self.publish("fail_closed");
                         log::warn!(
                             "secret-mask: response body over {max_body} bytes; failing closed"
                         );
@@ -296,7 +321,8 @@ impl HttpContext for SecretMask {
                 if let Some(masked) = mask_body(&rules, &body, &mut stats) {
                     self.set_http_response_body(0, size, &masked);
                 }
-                self.metrics.masked(&stats.take());
+                self.record_masked(&stats.take());
+                self.publish(&self.masked.to_string());
                 Action::Continue
             }
         }
