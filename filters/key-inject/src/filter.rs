@@ -278,6 +278,10 @@ impl KeyInjectStream {
                 }
             }
         }
+        if let Err(status) = hostcalls::set_property(vec![KEY_PROPERTY], Some(key.name.as_bytes()))
+        {
+            log::warn!("key-inject: cannot record the key name in filter state: {status:?}");
+        }
         log::debug!(
             "key-inject: injected key {} ({:?})",
             key.name,

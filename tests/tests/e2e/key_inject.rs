@@ -5,23 +5,27 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use tollgate_mock::{MockConfig, MockServer};
 use tollgate_tests::envoy::validate_config;
 use tollgate_tests::http::{messages_body, Request};
+use tollgate_tests::sdk::{SdkAuth, SdkRun};
 use tollgate_tests::{Envoy, EnvoyOptions, Filter, GatewayConfig, Upstream};
+
+use super::{mock_with, MOCK_KEY as UPSTREAM_KEY};
 
 /// Variable names nobody sets by accident (the test process's environment is inherited).
 const KEY_VAR: &str = "TOLLGATE_KI_E2E_KEY";
 const MISSING_VAR: &str = "TOLLGATE_KI_E2E_NEVER_SET";
-const UPSTREAM_KEY: &str = "sk-ant-e2e-upstream-0123456789";
 const CLIENT_KEY: &str = "sk-ant-client-should-never-pass";
 
+/// The mock Claude API accepting only `x-api-key: UPSTREAM_KEY` (no bearer form).
 fn mock() -> MockServer {
-    MockServer::start(MockConfig {
+    mock_with(MockConfig {
         api_key: Some(UPSTREAM_KEY.to_string()),
+        accept_bearer: false,
         ..MockConfig::default()
     })
-    .expect("mock starts")
 }
 
 fn policy(extra: &str) -> String {
@@ -213,5 +217,51 @@ fn without_identity_the_configured_error_is_returned() {
     let resp = envoy.send(&messages()).expect("request");
     assert_eq!(resp.status, 403, "{}", resp.text());
     assert_eq!(resp.json()["error"]["type"], "permission_error");
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[test]
+fn the_anthropic_sdk_with_a_bearer_token_and_no_api_key_gets_answers() {
+    // key-inject alone (no jwt-auth): the SDK's bearer token is stripped and the gateway's key
+    // is sent instead; the mock accepts only that key.
+    let mock = mock();
+    let envoy = start(&gateway(
+        &mock,
+        policy(r#","allowed_clusters":["upstream"]"#),
+        &[KEY_VAR],
+    ));
+    SdkRun::new(&envoy.url(), SdkAuth::AuthToken("eyJhbGciOiJSUzI1NiJ9.e30.c2ln".into()))
+        .case(json!({"name": "create", "prompt": "Say hello.", "expect": {"ok": true}}))
+        .case(json!({"name": "stream", "stream": true, "expect": {"ok": true}}))
+        .run()
+        .expect("the SDK check runs")
+        .assert_all_ok();
+    // A client that sends its own (wrong) API key gets answers too: it never reaches the upstream.
+    SdkRun::new(&envoy.url(), SdkAuth::ApiKey(CLIENT_KEY.into()))
+        .case(json!({"name": "api-key", "expect": {"ok": true}}))
+        .run()
+        .expect("the SDK check runs")
+        .assert_all_ok();
+    for req in mock.requests() {
+        assert_eq!(req.header("x-api-key"), Some(UPSTREAM_KEY));
+        assert_eq!(req.header("authorization"), None);
+    }
+    assert_eq!(mock.request_count(), 3);
+}
+
+#[test]
+fn the_anthropic_sdk_sees_the_configured_error_without_identity() {
+    let mock = mock();
+    let envoy = start(&gateway(
+        &mock,
+        policy(r#","require_identity":true,"allowed_clusters":["upstream"]"#),
+        &[KEY_VAR],
+    ));
+    SdkRun::new(&envoy.url(), SdkAuth::AuthToken("not-verified".into()))
+        .case(json!({"name": "denied", "expect": {
+            "error": "AuthenticationError", "status": 401, "error_type": "authentication_error"}}))
+        .run()
+        .expect("the SDK check runs")
+        .assert_all_ok();
     assert_eq!(mock.request_count(), 0);
 }
