@@ -293,7 +293,7 @@ impl Rule {
                 if self.dfa.is_match_state(sid) {
                     last = Some(i - p);
                 } else if self.dfa.is_dead_state(sid) || self.dfa.is_quit_state(sid) {
-                    return self.finish(hay, p, last);
+                    return self.finish(hay, p, last, prev);
                 }
             }
             i += 1;
@@ -310,44 +310,76 @@ impl Rule {
             if self.dfa.is_match_state(sid) {
                 last = Some(self.window);
             }
-            return self.finish(hay, p, last);
+            return self.finish(hay, p, last, prev);
         }
         if !eof {
+            // A match state with no live successor: nothing more can match, decide now.
+            if self.dfa.is_match_state(sid) && self.is_terminal(sid) {
+                return self.finish(hay, p, last, prev);
+            }
             return Eval::NeedMore;
         }
         sid = self.dfa.next_eoi_state(sid);
         if self.dfa.is_match_state(sid) {
             last = Some(limit - p);
         }
-        self.finish(hay, p, last)
+        self.finish(hay, p, last, prev)
     }
 
-    fn finish(&self, hay: &[u8], p: usize, last: Option<usize>) -> Eval {
-        match last {
-            Some(len) if len > 0 && self.accepts(&hay[p..p + len]) => Eval::Match(len),
-            _ => Eval::NoMatch,
+    /// Applies the look-alike checks to the longest match. An allowlisted longest match vetoes
+    /// the position; one that fails the entropy check gives way to the longest shorter match
+    /// that passes (a real token followed by more token-like characters is still masked).
+    fn finish(&self, hay: &[u8], p: usize, last: Option<usize>, prev: Option<u8>) -> Eval {
+        let Some(len) = last.filter(|&l| l > 0) else {
+            return Eval::NoMatch;
+        };
+        let text = &hay[p..p + len];
+        if self.allowed(text) {
+            return Eval::NoMatch;
+        }
+        if self.entropy_ok(text) {
+            return Eval::Match(len);
+        }
+        // Rare: find the shorter match ends (a second pass over the longest match).
+        let Some(mut sid) = self.start(prev) else {
+            return Eval::NoMatch;
+        };
+        let mut ends = Vec::new();
+        for (i, &b) in text.iter().enumerate() {
+            sid = self.dfa.next_state(sid, b);
+            if self.dfa.is_match_state(sid) && i > 0 {
+                ends.push(i);
+            }
+        }
+        ends.into_iter()
+            .rev()
+            .find(|&end| self.entropy_ok(&text[..end]))
+            .map_or(Eval::NoMatch, Eval::Match)
+    }
+
+    /// Every byte leads to the dead state from `sid`.
+    fn is_terminal(&self, sid: StateID) -> bool {
+        (0..=255u8).all(|b| self.dfa.is_dead_state(self.dfa.next_state(sid, b)))
+    }
+
+    fn allowed(&self, text: &[u8]) -> bool {
+        self.allow.iter().any(|a| a.as_slice() == text)
+            || self
+                .allow_substrings
+                .iter()
+                .any(|s| text.windows(s.len()).any(|w| w == s.as_slice()))
+    }
+
+    fn entropy_ok(&self, text: &[u8]) -> bool {
+        match self.min_entropy {
+            Some(min) => shannon_entropy(text.get(self.entropy_skip..).unwrap_or(&[])) >= min,
+            None => true,
         }
     }
 
     /// The look-alike checks on a complete match.
     pub fn accepts(&self, text: &[u8]) -> bool {
-        if self.allow.iter().any(|a| a.as_slice() == text) {
-            return false;
-        }
-        if self
-            .allow_substrings
-            .iter()
-            .any(|s| text.windows(s.len()).any(|w| w == s.as_slice()))
-        {
-            return false;
-        }
-        if let Some(min) = self.min_entropy {
-            let body = text.get(self.entropy_skip..).unwrap_or(&[]);
-            if shannon_entropy(body) < min {
-                return false;
-            }
-        }
-        true
+        !self.allowed(text) && self.entropy_ok(text)
     }
 }
 
@@ -414,6 +446,19 @@ mod tests {
             aws.eval(b"AKIAIOSFODNN7EXAMPLE ", 0, None, false),
             Eval::NoMatch
         );
+    }
+
+    #[test]
+    fn a_token_followed_by_low_entropy_text_is_still_masked() {
+        let gh = rule("github_token");
+        let token = "ghp_Q7zK2mX9pL4vT8nB3cY6wH1jF5dG0sRaEuIo";
+        let text = format!("{token}{} ", "a".repeat(150));
+        // The longest match (all the a's) fails the entropy check; the longest shorter one
+        // that passes covers the whole token (and some a's).
+        match gh.eval(text.as_bytes(), 0, None, false) {
+            Eval::Match(n) => assert!(n >= token.len() && n < token.len() + 150, "{n}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
