@@ -120,7 +120,7 @@ impl ChildGuard {
                 "{} exited early ({status}); its log ({}):\n{}",
                 self.name,
                 self.log.display(),
-                tail(&self.log(), 120)
+                tail(&without_banner(&self.log()), 120)
             );
         }
         Ok(())
@@ -144,7 +144,7 @@ impl ChildGuard {
                     "{} not {what} after {timeout:?}; its log ({}):\n{}",
                     self.name,
                     self.log.display(),
-                    tail(&self.log(), 120)
+                    tail(&without_banner(&self.log()), 120)
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -159,7 +159,7 @@ impl Drop for ChildGuard {
                 "---- {} log ({}) ----\n{}\n---- end of {} log ----",
                 self.name,
                 self.log.display(),
-                tail(&self.log(), 200),
+                tail(&without_banner(&self.log()), 150),
                 self.name
             );
         }
@@ -174,6 +174,15 @@ pub fn read_lossy(path: &Path) -> String {
         let _ = f.read_to_end(&mut buf);
     }
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// `text` without Envoy's start-up banner (the extension and header-map listings), which
+/// would push the useful lines out of a failing test's output.
+pub fn without_banner(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.contains("[source/server/server.cc:4") && !l.contains("[source/server/server.cc:5"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The last `n` lines of `text`.
