@@ -161,18 +161,13 @@ fn read_identity() -> IdentityState {
     IdentityState::Read(Identity { subject, groups })
 }
 
-/// The route's cluster (`xds.cluster_name`, older Envoys `cluster_name`).
+/// The route's cluster: Envoy's `xds.cluster_name` attribute, resolved before the filter chain
+/// runs (Envoy 1.40: readable in the request-headers callback).
 fn read_cluster() -> Option<String> {
-    for path in [vec!["xds", "cluster_name"], vec!["cluster_name"]] {
-        if let Ok(Some(raw)) = property(path) {
-            if let Ok(name) = String::from_utf8(raw) {
-                if !name.is_empty() {
-                    return Some(name);
-                }
-            }
-        }
+    match property(vec!["xds", "cluster_name"]) {
+        Ok(Some(raw)) => String::from_utf8(raw).ok().filter(|name| !name.is_empty()),
+        _ => None,
     }
-    None
 }
 
 impl KeyInjectStream {

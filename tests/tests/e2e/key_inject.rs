@@ -29,9 +29,7 @@ fn mock() -> MockServer {
 }
 
 fn policy(extra: &str) -> String {
-    format!(
-        r#"{{"keys":{{"default":{{"env":"{KEY_VAR}"}}}},"default_key":"default"{extra}}}"#
-    )
+    format!(r#"{{"keys":{{"default":{{"env":"{KEY_VAR}"}}}},"default_key":"default"{extra}}}"#)
 }
 
 fn gateway(mock: &MockServer, config: String, env_keys: &[&str]) -> GatewayConfig {
@@ -98,13 +96,21 @@ fn upstream_receives_only_the_injected_key() {
             .iter()
             .filter(|(k, _)| k == "x-api-key")
             .collect();
-        assert_eq!(all_keys.len(), 1, "exactly one x-api-key: {:?}", req.headers);
+        assert_eq!(
+            all_keys.len(),
+            1,
+            "exactly one x-api-key: {:?}",
+            req.headers
+        );
         assert_eq!(req.header("authorization"), None);
         assert_eq!(req.header("proxy-authorization"), None);
         assert_eq!(req.header("cookie"), None);
         assert_eq!(req.header("anthropic-version"), Some("2023-06-01"));
         let raw = format!("{:?}", req.headers);
-        assert!(!raw.contains(CLIENT_KEY) && !raw.contains("client.jwt"), "{raw}");
+        assert!(
+            !raw.contains(CLIENT_KEY) && !raw.contains("client.jwt"),
+            "{raw}"
+        );
     }
 
     let stats = envoy.stats().expect("stats");
@@ -118,7 +124,10 @@ fn upstream_receives_only_the_injected_key() {
         Some(&1)
     );
     let log = envoy.log();
-    assert!(!log.contains(UPSTREAM_KEY), "the key leaked into Envoy's log");
+    assert!(
+        !log.contains(UPSTREAM_KEY),
+        "the key leaked into Envoy's log"
+    );
     let access = envoy.wait_access_log(2).expect("access log");
     assert!(
         access.iter().all(|l| l["key_inject_key"] == "default"),
@@ -211,7 +220,9 @@ fn without_identity_the_configured_error_is_returned() {
     let mock = self::mock();
     let envoy = start(&gateway(
         &mock,
-        policy(r#","require_identity":true,"on_missing_identity":403,"allowed_clusters":["upstream"]"#),
+        policy(
+            r#","require_identity":true,"on_missing_identity":403,"allowed_clusters":["upstream"]"#,
+        ),
         &[KEY_VAR],
     ));
     let resp = envoy.send(&messages()).expect("request");
@@ -230,12 +241,15 @@ fn the_anthropic_sdk_with_a_bearer_token_and_no_api_key_gets_answers() {
         policy(r#","allowed_clusters":["upstream"]"#),
         &[KEY_VAR],
     ));
-    SdkRun::new(&envoy.url(), SdkAuth::AuthToken("eyJhbGciOiJSUzI1NiJ9.e30.c2ln".into()))
-        .case(json!({"name": "create", "prompt": "Say hello.", "expect": {"ok": true}}))
-        .case(json!({"name": "stream", "stream": true, "expect": {"ok": true}}))
-        .run()
-        .expect("the SDK check runs")
-        .assert_all_ok();
+    SdkRun::new(
+        &envoy.url(),
+        SdkAuth::AuthToken("eyJhbGciOiJSUzI1NiJ9.e30.c2ln".into()),
+    )
+    .case(json!({"name": "create", "prompt": "Say hello.", "expect": {"ok": true}}))
+    .case(json!({"name": "stream", "stream": true, "expect": {"ok": true}}))
+    .run()
+    .expect("the SDK check runs")
+    .assert_all_ok();
     // A client that sends its own (wrong) API key gets answers too: it never reaches the upstream.
     SdkRun::new(&envoy.url(), SdkAuth::ApiKey(CLIENT_KEY.into()))
         .case(json!({"name": "api-key", "expect": {"ok": true}}))
