@@ -10,7 +10,7 @@ use tollgate_mock::{MockConfig, MockServer};
 use tollgate_tests::envoy::validate_config;
 use tollgate_tests::http::{messages_body, Request};
 use tollgate_tests::sdk::{SdkAuth, SdkRun};
-use tollgate_tests::{Envoy, EnvoyOptions, Filter, GatewayConfig, Upstream};
+use tollgate_tests::{paths, Envoy, EnvoyOptions, Filter, GatewayConfig, Idp, Upstream};
 
 use super::{mock_with, MOCK_KEY as UPSTREAM_KEY};
 
@@ -278,4 +278,127 @@ fn the_anthropic_sdk_sees_the_configured_error_without_identity() {
         .expect("the SDK check runs")
         .assert_all_ok();
     assert_eq!(mock.request_count(), 0);
+}
+
+// --- With jwt-auth in front: identity comes from real tokens of the dev IdP.
+
+const TEAM_VAR: &str = "TOLLGATE_KI_E2E_TEAM_KEY";
+const TEAM_KEY: &str = "sk-ant-e2e-team-a-key-0000000000";
+const BATCH_VAR: &str = "TOLLGATE_KI_E2E_BATCH_KEY";
+const BATCH_KEY: &str = "sk-ant-e2e-batch-key-1111111111";
+
+/// The shipped jwt-auth policy, trusting this IdP.
+fn jwt_auth(idp: &Idp) -> Filter {
+    let text = std::fs::read_to_string(paths::policy_path("jwt-auth")).expect("jwt-auth policy");
+    let mut policy: serde_json::Value = serde_json::from_str(&text).expect("policy is JSON");
+    policy["providers"][0]["issuer"] = idp.issuer().into();
+    Filter::new("jwt-auth", policy.to_string())
+}
+
+fn jwt_chain(mock: &MockServer, idp: &Idp) -> Envoy {
+    let key_policy = format!(
+        r#"{{"keys":{{"default":{{"env":"{KEY_VAR}"}},"team-a":{{"env":"{TEAM_VAR}"}},"batch":{{"env":"{BATCH_VAR}"}}}},
+            "select":[{{"subject":"svc-batch","key":"batch"}},{{"group":"team-a","key":"team-a"}}],
+            "default_key":"default","require_identity":true,"allowed_clusters":["upstream"]}}"#
+    );
+    let cfg = GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into()))
+        .idp(idp.endpoint())
+        .filter(jwt_auth(idp))
+        .filter(Filter::new("key-inject", key_policy).env_keys([KEY_VAR, TEAM_VAR, BATCH_VAR]));
+    Envoy::start_with(
+        &cfg,
+        &EnvoyOptions::default()
+            .env(KEY_VAR, UPSTREAM_KEY)
+            .env(TEAM_VAR, TEAM_KEY)
+            .env(BATCH_VAR, BATCH_KEY),
+    )
+    .expect("envoy starts")
+}
+
+#[test]
+fn keys_are_selected_by_verified_group_and_subject() {
+    let mock = mock();
+    let idp = Idp::start().expect("idp starts");
+    let envoy = jwt_chain(&mock, &idp);
+    let cases = [
+        // (claims, key the upstream must receive, key name in the access log)
+        (
+            json!({"sub": "alice", "groups": ["agents", "team-a"]}),
+            TEAM_KEY,
+            "team-a",
+        ),
+        (
+            json!({"sub": "svc-batch", "groups": ["agents", "team-a"]}),
+            BATCH_KEY,
+            "batch",
+        ),
+        (
+            json!({"sub": "bob", "groups": ["agents"]}),
+            UPSTREAM_KEY,
+            "default",
+        ),
+    ];
+    for (i, (claims, key, _)) in cases.iter().enumerate() {
+        let token = idp.token(claims.clone());
+        let resp = envoy
+            .send(&messages().bearer(&token).header("cookie", "session=client"))
+            .expect("request");
+        // The mock accepts only the default key: the others prove a different key was sent.
+        let expected = if *key == UPSTREAM_KEY { 200 } else { 401 };
+        assert_eq!(resp.status, expected, "{claims}: {}", resp.text());
+        let seen = mock.wait_for_requests(i + 1, Duration::from_secs(5));
+        let last = seen.last().expect("a request reached the mock");
+        assert_eq!(last.header("x-api-key"), Some(*key), "{claims}");
+        assert_eq!(
+            last.header("authorization"),
+            None,
+            "{claims}: the JWT must not pass"
+        );
+        let raw = format!("{:?}", last.headers);
+        assert!(!raw.contains(&token), "{raw}");
+    }
+    let log = envoy.wait_access_log(cases.len()).expect("access log");
+    let names: Vec<&str> = log
+        .iter()
+        .map(|l| l["key_inject_key"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, vec!["team-a", "batch", "default"]);
+    assert_eq!(
+        envoy.stat("wasmcustom.tollgate_key_inject_injected_team-a"),
+        Some(1)
+    );
+    let envoy_log = envoy.log();
+    for secret in [UPSTREAM_KEY, TEAM_KEY, BATCH_KEY] {
+        assert!(!envoy_log.contains(secret), "a key leaked into Envoy's log");
+    }
+}
+
+#[test]
+fn the_anthropic_sdk_with_a_jwt_and_no_api_key_gets_answers() {
+    let mock = mock();
+    let idp = Idp::start().expect("idp starts");
+    let envoy = jwt_chain(&mock, &idp);
+    let token = idp.token(json!({"sub": "dev-agent", "groups": ["agents"]}));
+    SdkRun::new(&envoy.url(), SdkAuth::AuthToken(token.clone()))
+        .case(json!({"name": "create", "prompt": "Say hello.", "expect": {"ok": true}}))
+        .case(json!({"name": "stream", "stream": true, "expect": {"ok": true}}))
+        .run()
+        .expect("the SDK check runs")
+        .assert_all_ok();
+    // Without a token jwt-auth refuses before key-inject: the SDK sees AuthenticationError.
+    SdkRun::new(&envoy.url(), SdkAuth::ApiKey(CLIENT_KEY.into()))
+        .case(json!({"name": "no-jwt", "expect": {"error": "AuthenticationError", "status": 401}}))
+        .run()
+        .expect("the SDK check runs")
+        .assert_all_ok();
+    let seen = mock.requests();
+    assert_eq!(
+        seen.len(),
+        2,
+        "only the two authenticated calls reach the mock"
+    );
+    for req in seen {
+        assert_eq!(req.header("x-api-key"), Some(UPSTREAM_KEY));
+        assert_eq!(req.header("authorization"), None);
+    }
 }
