@@ -20,7 +20,14 @@ use crate::render::GatewayConfig;
 /// the file, `Err` with Envoy's output otherwise.
 pub fn validate(config: &Path, env: &[(&str, &str)]) -> Result<String> {
     let out = Command::new(paths::envoy_bin())
-        .args(["--mode", "validate", "--disable-hot-restart", "-l", "warning", "-c"])
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+            "-c",
+        ])
         .arg(config)
         .envs(env.iter().copied())
         .output()

@@ -66,7 +66,9 @@ impl Request {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
     fn encode(&self, addr: SocketAddr) -> Vec<u8> {
@@ -81,8 +83,7 @@ impl Request {
             if !self.has("transfer-encoding") {
                 head.push_str("transfer-encoding: chunked\r\n");
             }
-        } else if !self.has("content-length") && (!self.body.is_empty() || self.method == "POST")
-        {
+        } else if !self.has("content-length") && (!self.body.is_empty() || self.method == "POST") {
             head.push_str(&format!("content-length: {}\r\n", self.body.len()));
         }
         if !self.has("connection") {
@@ -386,7 +387,8 @@ mod tests {
 
     #[test]
     fn sse_parsing_handles_crlf_comments_and_multiline_data() {
-        let body = b": comment\r\nevent: a\r\ndata: {\"x\":1}\r\n\r\nevent: b\ndata: l1\ndata: l2\n\n";
+        let body =
+            b": comment\r\nevent: a\r\ndata: {\"x\":1}\r\n\r\nevent: b\ndata: l1\ndata: l2\n\n";
         let ev = parse_sse(body);
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].event, "a");

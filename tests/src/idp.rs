@@ -115,7 +115,8 @@ impl Idp {
 
     /// Unpublishes a key (it disappears from the JWKS).
     pub fn remove_key(&self, kid: &str) -> Result<()> {
-        self.post("/tollgate/remove", json!({"kid": kid})).map(|_| ())
+        self.post("/tollgate/remove", json!({"kid": kid}))
+            .map(|_| ())
     }
 
     /// The kid that signs new tokens.

@@ -34,7 +34,9 @@ pub fn wasm_dir() -> PathBuf {
 
 /// The artifact file name of a filter: `key-inject` or `key_inject` → `tollgate_key_inject.wasm`.
 pub fn wasm_file_name(name: &str) -> String {
-    let stem = name.trim_start_matches("tollgate_").trim_start_matches("tollgate-");
+    let stem = name
+        .trim_start_matches("tollgate_")
+        .trim_start_matches("tollgate-");
     format!("tollgate_{}.wasm", stem.replace('-', "_"))
 }
 

@@ -93,7 +93,9 @@ impl ChildGuard {
 
     /// The exit status if the child has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Everything the child wrote so far.
@@ -180,7 +182,9 @@ pub fn read_lossy(path: &Path) -> String {
 /// would push the useful lines out of a failing test's output.
 pub fn without_banner(text: &str) -> String {
     text.lines()
-        .filter(|l| !l.contains("[source/server/server.cc:4") && !l.contains("[source/server/server.cc:5"))
+        .filter(|l| {
+            !l.contains("[source/server/server.cc:4") && !l.contains("[source/server/server.cc:5")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -123,16 +123,18 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// A filter from its built artifact with the given configuration.
+    /// A filter from its built artifact with the given configuration; its `host_env_keys` are
+    /// the variables the configuration names (see [`env_keys_for`]).
     ///
     /// # Panics
     /// When the artifact is not built (run `make wasm`).
     pub fn new(name: &str, config: impl Into<String>) -> Self {
+        let config = config.into();
         Self {
             name: name.to_string(),
             wasm: paths::wasm_path(name),
-            config: config.into(),
-            env_keys: default_env_keys(name),
+            env_keys: env_keys_for(name, &config),
+            config,
         }
     }
 
@@ -143,8 +145,8 @@ impl Filter {
         Some(Self {
             name: name.to_string(),
             wasm,
+            env_keys: env_keys_for(name, &config),
             config,
-            env_keys: default_env_keys(name),
         })
     }
 
@@ -186,12 +188,35 @@ impl Filter {
     }
 }
 
-/// The Envoy environment variables a filter reads by default: key-inject's upstream key.
-pub fn default_env_keys(name: &str) -> Vec<String> {
-    match name.replace('_', "-").as_str() {
-        "key-inject" => vec!["ANTHROPIC_API_KEY".to_string()],
-        _ => Vec::new(),
+/// The Envoy environment variables a filter may read: every string value of a field named
+/// `env` anywhere in its configuration (the policies' convention for naming a variable, e.g.
+/// key-inject's `{"env": "ANTHROPIC_API_KEY"}`), plus `ANTHROPIC_API_KEY` for key-inject. Sorted,
+/// without duplicates. A listed variable that is unset is simply not exposed.
+pub fn env_keys_for(name: &str, config: &str) -> Vec<String> {
+    fn walk(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("env", Value::String(s)) if !s.is_empty() => {
+                            out.insert(s.clone());
+                        }
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
     }
+    let mut out = std::collections::BTreeSet::new();
+    if name.replace('_', "-") == "key-inject" {
+        out.insert("ANTHROPIC_API_KEY".to_string());
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(config) {
+        walk(&v, &mut out);
+    }
+    out.into_iter().collect()
 }
 
 /// The product chain as it exists now: every filter of [`paths::FILTERS`] whose artifact and
@@ -323,7 +348,10 @@ impl GatewayConfig {
                         }
                     }
                 });
-                vars.insert("UPSTREAM_TRANSPORT_SOCKET", format!("    transport_socket: {tls}"));
+                vars.insert(
+                    "UPSTREAM_TRANSPORT_SOCKET",
+                    format!("    transport_socket: {tls}"),
+                );
             }
         }
         let filters: Vec<String> = self
@@ -399,9 +427,15 @@ mod tests {
     fn endpoint_parses_and_prints() {
         let ep: Endpoint = "127.0.0.1:8081".parse().unwrap();
         assert_eq!(ep, Endpoint::new("127.0.0.1", 8081));
-        assert_eq!("mock:8081".parse::<Endpoint>().unwrap().discovery(), "STRICT_DNS");
+        assert_eq!(
+            "mock:8081".parse::<Endpoint>().unwrap().discovery(),
+            "STRICT_DNS"
+        );
         assert_eq!(ep.discovery(), "STATIC");
-        assert_eq!("[::1]:9".parse::<Endpoint>().unwrap().to_string(), "[::1]:9");
+        assert_eq!(
+            "[::1]:9".parse::<Endpoint>().unwrap().to_string(),
+            "[::1]:9"
+        );
         assert!("nohost".parse::<Endpoint>().is_err());
         assert!(":80".parse::<Endpoint>().is_err());
         assert!("h:99999".parse::<Endpoint>().is_err());
@@ -409,7 +443,10 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled() {
-        for upstream in [Upstream::Mock(Endpoint::new("mock", 8081)), Upstream::anthropic()] {
+        for upstream in [
+            Upstream::Mock(Endpoint::new("mock", 8081)),
+            Upstream::anthropic(),
+        ] {
             let cfg = GatewayConfig {
                 upstream,
                 ..GatewayConfig::default()
@@ -445,11 +482,26 @@ mod tests {
     }
 
     #[test]
+    fn env_keys_come_from_the_policy() {
+        let cfg = r#"{"keys":{"a":{"env":"TEAM_A_KEY"},"b":{"env":"B"}},"rules":[{"env":"B"}],"x":{"env":1}}"#;
+        assert_eq!(env_keys_for("secret-mask", cfg), ["B", "TEAM_A_KEY"]);
+        assert_eq!(
+            env_keys_for("key-inject", cfg),
+            ["ANTHROPIC_API_KEY", "B", "TEAM_A_KEY"]
+        );
+        assert!(env_keys_for("prompt-guard", "not json").is_empty());
+    }
+
+    #[test]
     fn chain_keeps_request_order() {
         let mut a = probe_filter("{}");
         a.name = "jwt-auth".into();
         let b = probe_filter("{}");
-        let out = GatewayConfig::default().filter(a).filter(b).render().unwrap();
+        let out = GatewayConfig::default()
+            .filter(a)
+            .filter(b)
+            .render()
+            .unwrap();
         let ja = out.find("tollgate.jwt_auth").unwrap();
         let ki = out.find("tollgate.key_inject").unwrap();
         let router = out.find("envoy.filters.http.router").unwrap();

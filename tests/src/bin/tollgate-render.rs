@@ -56,10 +56,7 @@ fn run() -> Result<()> {
 
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| anyhow!("{flag} needs a value"))
-        };
+        let mut value = || args.next().ok_or_else(|| anyhow!("{flag} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -93,7 +90,9 @@ fn run() -> Result<()> {
         "anthropic" => Upstream::Anthropic {
             ca_file: ca_file.unwrap_or_else(|| tollgate_tests::render::DEFAULT_CA_FILE.into()),
         },
-        other => bail!("--upstream (or TOLLGATE_UPSTREAM) must be `mock` or `anthropic`, not `{other}`"),
+        other => {
+            bail!("--upstream (or TOLLGATE_UPSTREAM) must be `mock` or `anthropic`, not `{other}`")
+        }
     };
 
     cfg.filters = match chain.as_str() {
@@ -106,12 +105,17 @@ fn run() -> Result<()> {
             .filter(|n| !n.is_empty())
             .map(|name| {
                 if !paths::FILTERS.contains(&name) {
-                    bail!("unknown filter `{name}` (known: {})", paths::FILTERS.join(", "));
+                    bail!(
+                        "unknown filter `{name}` (known: {})",
+                        paths::FILTERS.join(", ")
+                    );
                 }
                 Filter::shipped(name).ok_or_else(|| {
                     anyhow!(
                         "filter `{name}` needs {} (run `make wasm`) and {}",
-                        paths::wasm_dir().join(paths::wasm_file_name(name)).display(),
+                        paths::wasm_dir()
+                            .join(paths::wasm_file_name(name))
+                            .display(),
                         paths::policy_path(name).display()
                     )
                 })

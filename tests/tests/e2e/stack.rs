@@ -12,9 +12,7 @@ use tollgate_tests::http::{self, messages_body, sse_text, Request};
 use tollgate_tests::process::pid_alive;
 use tollgate_tests::render::{COMPOSE_CONFIG, COMPOSE_WASM_DIR};
 use tollgate_tests::sdk::{SdkAuth, SdkRun};
-use tollgate_tests::{
-    paths, shipped_chain, Endpoint, Envoy, Filter, GatewayConfig, Idp, Upstream,
-};
+use tollgate_tests::{paths, shipped_chain, Endpoint, Envoy, Filter, GatewayConfig, Idp, Upstream};
 
 use crate::{mock, MOCK_KEY};
 
@@ -106,8 +104,15 @@ fn compose_config_validates_where_compose_mounts_it() {
         .args(["--preset", "compose"])
         .output()
         .unwrap();
-    assert!(bin.status.success(), "{}", String::from_utf8_lossy(&bin.stderr));
-    assert_eq!(String::from_utf8(bin.stdout).unwrap(), cfg.render().unwrap());
+    assert!(
+        bin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bin.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(bin.stdout).unwrap(),
+        cfg.render().unwrap()
+    );
 }
 
 #[test]
@@ -127,11 +132,22 @@ fn envoy_rejects_a_broken_config_with_its_reason() {
 #[test]
 fn render_binary_matches_the_library() {
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate-render"))
-        .args(["--chain", "none", "--listen", "127.0.0.1:10001", "--mock", "127.0.0.1:9"])
+        .args([
+            "--chain",
+            "none",
+            "--listen",
+            "127.0.0.1:10001",
+            "--mock",
+            "127.0.0.1:9",
+        ])
         .env_remove("TOLLGATE_UPSTREAM")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected = GatewayConfig {
         listen: Endpoint::new("127.0.0.1", 10001),
         upstream: Upstream::Mock(Endpoint::new("127.0.0.1", 9)),
@@ -152,9 +168,13 @@ fn render_binary_matches_the_library() {
 #[test]
 fn passthrough_forwards_json_messages_intact() {
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
-    mock.push_script(Script::message(Reply::text("Gateways sit on the data path.")));
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
+    mock.push_script(Script::message(Reply::text(
+        "Gateways sit on the data path.",
+    )));
     let req = messages(false);
     let resp = envoy.send(&req).unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -181,8 +201,10 @@ fn passthrough_forwards_json_messages_intact() {
 #[test]
 fn passthrough_streams_sse_events_intact() {
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
     let reply = Reply::blocks(vec![
         Block::text("Streaming through Envoy, ünïcödé and all."),
         Block::tool_use("lookup", json!({"query": "gateway \"quoted\"\nline"})),
@@ -214,14 +236,19 @@ fn passthrough_streams_sse_events_intact() {
     let events = http::parse_sse(&body);
     assert_eq!(events.first().unwrap().event, "message_start");
     assert_eq!(events.last().unwrap().event, "message_stop");
-    assert_eq!(sse_text(&events), "Streaming through Envoy, ünïcödé and all.");
+    assert_eq!(
+        sse_text(&events),
+        "Streaming through Envoy, ünïcödé and all."
+    );
 }
 
 #[test]
 fn upstream_errors_pass_through_with_their_status_and_body() {
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
     // wrong key: the mock's own 401
     let resp = envoy
         .send(
@@ -242,14 +269,18 @@ fn upstream_errors_pass_through_with_their_status_and_body() {
 #[test]
 fn admin_is_ready_and_counts_requests() {
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
     let ready = envoy.admin_get("/ready").unwrap();
     assert_eq!(ready.status, 200);
     assert_eq!(ready.text().trim(), "LIVE");
     assert_ne!(envoy.addr().port(), 0);
     assert_ne!(envoy.admin_addr().port(), 0);
-    let before = envoy.stat("cluster.upstream.upstream_rq_total").unwrap_or(0);
+    let before = envoy
+        .stat("cluster.upstream.upstream_rq_total")
+        .unwrap_or(0);
     for _ in 0..3 {
         assert_eq!(envoy.send(&messages(false)).unwrap().status, 200);
     }
@@ -262,8 +293,10 @@ fn admin_is_ready_and_counts_requests() {
 #[test]
 fn access_log_is_one_json_object_per_request() {
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
     assert_eq!(envoy.send(&messages(false)).unwrap().status, 200);
     let missing = envoy
         .send(&Request::get("/v1/nope").header("x-api-key", MOCK_KEY))
@@ -279,7 +312,10 @@ fn access_log_is_one_json_object_per_request() {
     assert!(first["duration_ms"].is_number(), "{first}");
     for key in ["subject", "groups", "issuer", "prompt_guard_verdict"] {
         // no identity or verdict without filters: present as a field, empty
-        assert!(first.get(key).is_some(), "access log lacks `{key}`: {first}");
+        assert!(
+            first.get(key).is_some(),
+            "access log lacks `{key}`: {first}"
+        );
         assert!(
             first[key].is_null() || first[key] == "-",
             "`{key}` set without any filter: {first}"
@@ -292,15 +328,20 @@ fn access_log_is_one_json_object_per_request() {
 #[test]
 fn processes_are_gone_after_drop() {
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
     let idp = Idp::start().expect("idp starts");
     let (envoy_pid, idp_pid) = (envoy.pid().unwrap(), idp.pid().unwrap());
     let (listener, idp_addr) = (envoy.addr(), idp.addr());
     assert!(pid_alive(envoy_pid) && pid_alive(idp_pid));
     drop(envoy);
     drop(idp);
-    assert!(!pid_alive(envoy_pid), "envoy {envoy_pid} survived its guard");
+    assert!(
+        !pid_alive(envoy_pid),
+        "envoy {envoy_pid} survived its guard"
+    );
     assert!(!pid_alive(idp_pid), "idp {idp_pid} survived its guard");
     assert!(!tollgate_tests::process::port_open(listener));
     assert!(!tollgate_tests::process::port_open(idp_addr));
@@ -311,8 +352,10 @@ fn processes_are_gone_after_a_panicking_test() {
     let (tx, rx) = std::sync::mpsc::channel();
     let result = std::thread::spawn(move || {
         let mock = mock();
-        let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-            .expect("envoy starts");
+        let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+            mock.addr().into(),
+        )))
+        .expect("envoy starts");
         tx.send(envoy.pid().unwrap()).unwrap();
         panic!("a failing test (expected; its Envoy log is printed above)");
     })
@@ -325,9 +368,12 @@ fn processes_are_gone_after_a_panicking_test() {
 #[test]
 fn dev_idp_serves_discovery_jwks_and_rotates() {
     let mut idp = Idp::start().expect("idp starts");
-    let disc = http::send(idp.addr(), &Request::get("/.well-known/openid-configuration"))
-        .unwrap()
-        .json();
+    let disc = http::send(
+        idp.addr(),
+        &Request::get("/.well-known/openid-configuration"),
+    )
+    .unwrap()
+    .json();
     assert_eq!(disc["issuer"], idp.issuer());
     assert_eq!(disc["jwks_uri"], format!("{}/jwks", idp.issuer()));
     let kid1 = idp.current_kid().unwrap();
@@ -385,7 +431,11 @@ fn dev_token_script_prints_a_token_with_the_requested_group() {
         .env("TOLLGATE_IDP_URL", format!("http://{}", idp.addr()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap();
     let (_, claims) = decode(token.trim());
     assert_eq!(claims["sub"], "carol");
@@ -415,8 +465,14 @@ fn compose_file_is_a_valid_compose_spec_document() {
     );
     // it mounts the rendered config and the filters from the build output
     let volumes = raw["services"]["envoy"]["volumes"].to_string();
-    assert!(volumes.contains(&format!("./{COMPOSE_CONFIG}:")), "{volumes}");
-    assert!(volumes.contains(&format!("./{COMPOSE_WASM_DIR}:")), "{volumes}");
+    assert!(
+        volumes.contains(&format!("./{COMPOSE_CONFIG}:")),
+        "{volumes}"
+    );
+    assert!(
+        volumes.contains(&format!("./{COMPOSE_WASM_DIR}:")),
+        "{volumes}"
+    );
     // the files it builds from and runs exist
     for file in ["docker/mock.Dockerfile", "scripts/idp.mjs"] {
         assert!(paths::repo_file(file).is_file(), "{file} missing");
@@ -428,7 +484,10 @@ fn compose_validation_rejects_a_misspelt_key() {
     // the validator used above can fail
     let text = std::fs::read_to_string(paths::repo_file("docker-compose.yml"))
         .unwrap()
-        .replace("    working_dir: /tollgate\n    command:\n      - envoy", "    workdir: /tollgate\n    command:\n      - envoy");
+        .replace(
+            "    working_dir: /tollgate\n    command:\n      - envoy",
+            "    workdir: /tollgate\n    command:\n      - envoy",
+        );
     assert!(text.contains("workdir"));
     assert!(serde_yaml::from_str::<compose_spec::Compose>(&text).is_err());
 }
@@ -436,8 +495,10 @@ fn compose_validation_rejects_a_misspelt_key() {
 #[test]
 fn anthropic_python_sdk_through_the_passthrough_gateway() {
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
     mock.push_script(Script::message(Reply::text("plain answer")));
     mock.push_script(Script::stream(Reply::text("streamed answer").delta_size(3)).chunk_size(5));
     let report = SdkRun::new(&envoy.url(), SdkAuth::ApiKey(MOCK_KEY.into()))
@@ -450,8 +511,10 @@ fn anthropic_python_sdk_through_the_passthrough_gateway() {
         .unwrap();
     report.assert_all_ok();
     let bad = SdkRun::new(&envoy.url(), SdkAuth::ApiKey("sk-wrong".into()))
-        .case(json!({"name": "401", "expect": {"error": "AuthenticationError", "status": 401,
-                                               "error_type": "authentication_error"}}))
+        .case(
+            json!({"name": "401", "expect": {"error": "AuthenticationError", "status": 401,
+                                               "error_type": "authentication_error"}}),
+        )
         .run()
         .unwrap();
     bad.assert_all_ok();
@@ -461,8 +524,10 @@ fn anthropic_python_sdk_through_the_passthrough_gateway() {
 fn sdk_check_reports_a_missed_expectation() {
     // the SDK harness can fail: success expected where the gateway answers 401
     let mock = mock();
-    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())))
-        .expect("envoy starts");
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
     let report = SdkRun::new(&envoy.url(), SdkAuth::ApiKey("sk-wrong".into()))
         .case(json!({"name": "x", "expect": {"ok": true}}))
         .case(json!({"name": "y", "expect": {"error": "PermissionDeniedError"}}))
@@ -509,4 +574,79 @@ fn kids(jwks: &Value) -> Vec<String> {
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_string())
         .collect()
+}
+
+#[test]
+fn shipped_chain_serves_the_make_up_demo() {
+    // What `make up` runs: every shipped filter with its policy from policies/, the dev IdP with
+    // the stable dev issuer, the mock in demo mode accepting only the upstream key that Envoy
+    // holds in its environment.
+    let chain = shipped_chain();
+    let names: Vec<&str> = chain.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        paths::FILTERS,
+        "every filter must ship a built .wasm and policies/<name>.json"
+    );
+    let upstream_key = "sk-ant-dev-e2e-0123456789abcdef";
+    let idp = Idp::start_with(Some("http://127.0.0.1:8082")).expect("idp starts");
+    let mock = crate::mock_with(tollgate_mock::MockConfig {
+        api_key: Some(upstream_key.into()),
+        demo: true,
+        ..tollgate_mock::MockConfig::default()
+    });
+    let mut cfg = GatewayConfig::ephemeral(Upstream::Mock(mock.addr().into())).idp(idp.addr());
+    cfg.filters = chain;
+    let envoy = Envoy::start_with(
+        &cfg,
+        &tollgate_tests::EnvoyOptions::default().env("ANTHROPIC_API_KEY", upstream_key),
+    )
+    .expect("envoy starts with the shipped chain");
+
+    let ask = |stream: bool| {
+        Request::post("/v1/messages")
+            .header("anthropic-version", "2023-06-01")
+            .json(&messages_body("What does a gateway do?", stream))
+    };
+    // no token: jwt-auth refuses, nothing reaches the upstream
+    let resp = envoy.send(&ask(false)).unwrap();
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["type"], "authentication_error");
+    assert!(resp.header("www-authenticate").is_some());
+    assert_eq!(mock.request_count(), 0);
+
+    // the printed example: a streamed answer with a dev token
+    let token = idp.token(json!({"sub": "dev-agent", "groups": ["agents"]}));
+    let mut stream = envoy.send_streaming(&ask(true).bearer(&token)).unwrap();
+    assert_eq!(stream.status, 200);
+    let mut body = Vec::new();
+    while let Some(piece) = stream.next_chunk().unwrap() {
+        body.extend(piece);
+    }
+    let events = http::parse_sse(&body);
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("message_stop"));
+    assert!(!sse_text(&events).is_empty());
+    let seen = mock.wait_for_requests(1, Duration::from_secs(30));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("x-api-key"), Some(upstream_key));
+    assert!(seen[0].header("authorization").is_none(), "the JWT reached the upstream");
+
+    // identity and key name in the access log
+    let lines = envoy.wait_access_log(2).unwrap();
+    let ok = lines.iter().find(|l| l["response_code"] == 200).unwrap();
+    assert_eq!(ok["subject"], "dev-agent", "{ok}");
+    assert_eq!(ok["key_inject_key"], "default", "{ok}");
+
+    // the official SDK with the JWT as its auth token
+    let report = SdkRun::new(&envoy.url(), SdkAuth::AuthToken(token))
+        .case(json!({"name": "stream", "stream": true, "expect": {"ok": true}}))
+        .case(json!({"name": "create", "stream": false, "expect": {"ok": true}}))
+        .run()
+        .unwrap();
+    report.assert_all_ok();
+    let denied = SdkRun::new(&envoy.url(), SdkAuth::AuthToken("not-a-jwt".into()))
+        .case(json!({"name": "bad token", "expect": {"error": "AuthenticationError", "status": 401}}))
+        .run()
+        .unwrap();
+    denied.assert_all_ok();
 }
