@@ -207,11 +207,19 @@ fn homoglyph(c: char) -> Option<char> {
     })
 }
 
+fn is_printable_ascii(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
 /// Appends the normalized form of `input` to `out` (see the module docs). With `fold_case`, the
 /// result is lowercased.
+///
+/// Runs of printable ASCII with single interior spaces (most of any prompt) are copied in bulk;
+/// everything else goes through [`fold_char`] one character at a time.
 pub fn normalize_into(input: &str, fold_case: bool, out: &mut String) {
     out.reserve(input.len());
     let start = out.len();
+    let bytes = input.as_bytes();
     let mut pending_space = false;
     let push = |out: &mut String, ch: char, pending: &mut bool| {
         if *pending {
@@ -230,7 +238,43 @@ pub fn normalize_into(input: &str, fold_case: bool, out: &mut String) {
             out.push(ch);
         }
     };
-    for c in input.chars() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if is_printable_ascii(b) {
+            let mut j = i + 1;
+            while j < bytes.len() {
+                if is_printable_ascii(bytes[j]) {
+                    j += 1;
+                } else if bytes[j] == b' '
+                    && bytes.get(j + 1).is_some_and(|&n| is_printable_ascii(n))
+                {
+                    j += 2;
+                } else {
+                    break;
+                }
+            }
+            let Some(run) = input.get(i..j) else { break };
+            if pending_space {
+                if out.len() > start {
+                    out.push(' ');
+                }
+                pending_space = false;
+            }
+            let at = out.len();
+            out.push_str(run);
+            if fold_case {
+                if let Some(appended) = out.get_mut(at..) {
+                    appended.make_ascii_lowercase();
+                }
+            }
+            i = j;
+            continue;
+        }
+        let Some(c) = input.get(i..).and_then(|rest| rest.chars().next()) else {
+            break;
+        };
+        i += c.len_utf8();
         match fold_char(c) {
             Folded::Drop => {}
             Folded::Space => pending_space = true,
@@ -318,6 +362,22 @@ mod tests {
     #[test]
     fn other_scripts_are_kept() {
         assert_eq!(n("日本語 Ωμέγα"), "日本語 ωμeγa");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_character_path() {
+        // Mixed runs: spaces at run edges, doubled spaces, controls, non-ASCII between runs.
+        let cases = [
+            ("a b  c\t\td \n e", "a b c d e"),
+            (" lead and trail ", "lead and trail"),
+            ("x \u{200b} y", "x y"),
+            ("AB\u{0301}CD é F", "abcd e f"),
+            ("end with space é ", "end with space e"),
+            ("\u{3000}Ｘ　Y", "x y"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(n(input), want, "{input:?}");
+        }
     }
 
     #[test]
