@@ -224,10 +224,6 @@ impl RuleSet {
     }
 }
 
-fn empty_set() -> PatternSet {
-    PatternSet::empty()
-}
-
 fn role_of(r: RoleName) -> Role {
     match r {
         RoleName::User => Role::User,
