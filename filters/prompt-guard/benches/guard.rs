@@ -60,8 +60,10 @@ fn agent_request(target: usize) -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
-/// The default policy's rules plus generated ones, 100 in all.
-fn hundred_rules() -> String {
+/// The default policy's rules plus generated ones, 100 in all. With `scoped`, the generated
+/// rules read user text and tool output only (like the default policy's); otherwise they read
+/// every role (worst case: the whole 64 KB is scanned by every rule).
+fn hundred_rules(scoped: bool) -> String {
     let raw = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../policies/prompt-guard.json"
@@ -82,6 +84,10 @@ fn hundred_rules() -> String {
                 json!({"id": format!("re-{i}"), "kind":"regex", "pattern": format!("(leak|expose) (the )?(build|deploy) key {i}"), "roles":["user","tool_results"]})
             }
         };
+        let mut rule = rule;
+        if scoped {
+            rule["roles"] = json!(["user", "tool_results"]);
+        }
         rules.push(rule);
         i += 1;
     }
