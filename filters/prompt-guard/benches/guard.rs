@@ -96,16 +96,21 @@ fn hundred_rules(scoped: bool) -> String {
 
 fn bench(c: &mut Criterion) {
     let body = agent_request(64 * 1024);
-    let policy = load(hundred_rules().as_bytes()).unwrap();
-    assert!(matches!(
-        policy.evaluate(Api::Messages, &body, &[]),
-        Verdict::Pass { .. }
-    ));
     let mut g = c.benchmark_group("prompt_guard");
     g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function("evaluate_64k_100_rules", |b| {
-        b.iter(|| policy.evaluate(Api::Messages, black_box(&body), &[]))
-    });
+    for (name, scoped) in [
+        ("evaluate_64k_100_rules_all_roles", false),
+        ("evaluate_64k_100_rules_scoped", true),
+    ] {
+        let policy = load(hundred_rules(scoped).as_bytes()).unwrap();
+        assert!(matches!(
+            policy.evaluate(Api::Messages, &body, &[]),
+            Verdict::Pass { .. }
+        ));
+        g.bench_function(name, |b| {
+            b.iter(|| policy.evaluate(Api::Messages, black_box(&body), &[]))
+        });
+    }
     g.bench_function("extract_64k", |b| {
         b.iter(|| extract(Api::Messages, black_box(&body)).unwrap())
     });
