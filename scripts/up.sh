@@ -14,13 +14,14 @@
 #                                 no mock is started)
 #   TOLLGATE_CHAIN=shipped|none|a,b   the filter chain (default: every shipped filter)
 #   TOLLGATE_LISTEN, TOLLGATE_ADMIN, TOLLGATE_MOCK, TOLLGATE_IDP   HOST:PORT overrides
+#   TOLLGATE_RUN_DIR              where the rendered config, logs and IdP keys go (.tollgate)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root="$PWD"
 venv="${TOLLGATE_VENV:-$root/.venv}"
 envoy_bin="$venv/bin/envoy"
-run_dir="$root/.tollgate"
+run_dir="${TOLLGATE_RUN_DIR:-$root/.tollgate}"
 listen="${TOLLGATE_LISTEN:-127.0.0.1:10000}"
 admin="${TOLLGATE_ADMIN:-127.0.0.1:9901}"
 mock_addr="${TOLLGATE_MOCK:-127.0.0.1:8081}"
@@ -85,7 +86,8 @@ export ANTHROPIC_API_KEY
 
 # --- render the Envoy config (the same renderer as the tests and compose) ------------------
 render() {
-  cargo run -q --locked -p tollgate-tests --bin tollgate-render -- \
+  # TOLLGATE_RENDER: a prebuilt tollgate-render (the tests pass theirs)
+  ${TOLLGATE_RENDER:-cargo run -q --locked -p tollgate-tests --bin tollgate-render --} \
     --listen "$listen" --admin "$admin" --mock "$mock_addr" --idp "$idp_addr" \
     --upstream "$upstream" --chain "$chain" "$@"
 }

@@ -624,12 +624,18 @@ fn shipped_chain_serves_the_make_up_demo() {
         body.extend(piece);
     }
     let events = http::parse_sse(&body);
-    assert_eq!(events.last().map(|e| e.event.as_str()), Some("message_stop"));
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("message_stop")
+    );
     assert!(!sse_text(&events).is_empty());
     let seen = mock.wait_for_requests(1, Duration::from_secs(30));
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].header("x-api-key"), Some(upstream_key));
-    assert!(seen[0].header("authorization").is_none(), "the JWT reached the upstream");
+    assert!(
+        seen[0].header("authorization").is_none(),
+        "the JWT reached the upstream"
+    );
 
     // identity and key name in the access log
     let lines = envoy.wait_access_log(2).unwrap();
@@ -645,8 +651,99 @@ fn shipped_chain_serves_the_make_up_demo() {
         .unwrap();
     report.assert_all_ok();
     let denied = SdkRun::new(&envoy.url(), SdkAuth::AuthToken("not-a-jwt".into()))
-        .case(json!({"name": "bad token", "expect": {"error": "AuthenticationError", "status": 401}}))
+        .case(
+            json!({"name": "bad token", "expect": {"error": "AuthenticationError", "status": 401}}),
+        )
         .run()
         .unwrap();
     denied.assert_all_ok();
+}
+
+/// Kills these pids (SIGKILL) on drop: `up.sh`'s children if the test fails half-way.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn up_sh_starts_the_stack_and_sigint_stops_every_process() {
+    use tollgate_tests::process::{find_line, free_port, ChildGuard, ScratchDir, READY_TIMEOUT};
+    // The Claude API upstream (no mock process; nothing is sent to it) so that only the script's
+    // own processes run: the dev IdP and Envoy. Free loopback ports, a scratch run directory.
+    let dir = ScratchDir::new("up").unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
+    let mut cmd = Command::new("bash");
+    cmd.arg(paths::repo_file("scripts/up.sh"))
+        .env("TOLLGATE_UPSTREAM", "anthropic")
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-never-sent")
+        .env("TOLLGATE_CHAIN", "none")
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{}", ports[0]))
+        .env("TOLLGATE_ADMIN", format!("127.0.0.1:{}", ports[1]))
+        .env("TOLLGATE_IDP", format!("127.0.0.1:{}", ports[2]))
+        .env("TOLLGATE_RUN_DIR", dir.path())
+        .env("TOLLGATE_RENDER", env!("CARGO_BIN_EXE_tollgate-render"))
+        .env("TOLLGATE_CONCURRENCY", "1");
+    let log = dir.join("up.out");
+    let mut up = ChildGuard::spawn("up.sh", cmd, &log).unwrap();
+    let mut children = KillOnDrop(Vec::new());
+    up.wait_until("up", READY_TIMEOUT, || find_line(&log, "tollgate is up"))
+        .unwrap();
+    let text = up.log();
+    children.0 = text
+        .lines()
+        .filter_map(|l| l.split(" pid ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        children.0.len(),
+        2,
+        "expected the IdP and Envoy pids:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{}", ports[0])),
+        "{text}"
+    );
+    assert!(text.contains("ANTHROPIC_BASE_URL="), "{text}");
+    let ready = http::send(
+        format!("127.0.0.1:{}", ports[1]).parse().unwrap(),
+        &Request::get("/ready"),
+    )
+    .unwrap();
+    assert_eq!(ready.status, 200);
+    // the rendered config and logs are in the run directory, the upstream key in no file
+    let rendered = std::fs::read_to_string(dir.join("envoy.yaml")).unwrap();
+    assert!(rendered.contains("api.anthropic.com"));
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let content = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&content).contains("sk-ant-test-never-sent"));
+    }
+
+    // Ctrl-C
+    let up_pid = up.pid().unwrap();
+    assert!(Command::new("kill")
+        .args(["-INT", &up_pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    up.wait_until("stopped", Duration::from_secs(60), || up_exited(&log))
+        .ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while children.0.iter().any(|p| pid_alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in &children.0 {
+        assert!(!pid_alive(*pid), "pid {pid} survived Ctrl-C:\n{}", up.log());
+    }
+    assert!(up.log().contains("stopped (pids"), "{}", up.log());
+}
+
+fn up_exited(log: &std::path::Path) -> Option<()> {
+    tollgate_tests::process::find_line(log, "stopped (pids").map(|_| ())
 }
