@@ -468,7 +468,7 @@ mod tests {
             .unwrap();
         let line = out
             .lines()
-            .find(|l| l.contains("tollgate.key_inject"))
+            .find(|l| l.trim_start().starts_with("- {") && l.contains("tollgate.key_inject"))
             .unwrap();
         let v: Value = serde_json::from_str(line.trim_start().trim_start_matches("- ")).unwrap();
         assert_eq!(
@@ -502,8 +502,8 @@ mod tests {
             .filter(b)
             .render()
             .unwrap();
-        let ja = out.find("tollgate.jwt_auth").unwrap();
-        let ki = out.find("tollgate.key_inject").unwrap();
+        let ja = out.find(r#""name":"tollgate.jwt_auth""#).unwrap();
+        let ki = out.find(r#""name":"tollgate.key_inject""#).unwrap();
         let router = out.find("envoy.filters.http.router").unwrap();
         assert!(ja < ki && ki < router);
     }
