@@ -72,6 +72,35 @@ pub struct Policy {
     /// Force `accept-encoding: identity` upstream so that responses arrive readable.
     #[serde(default = "yes")]
     pub force_identity_encoding: bool,
+    /// Masking of request bodies (prompts) before they leave; off by default.
+    #[serde(default)]
+    pub request: RequestPolicy,
+}
+
+/// Request-side masking: the same rules over every string of the JSON request body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestPolicy {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Only for callers in one of these groups (`tollgate.groups`, set by jwt-auth); empty means
+    /// every caller. A caller without identity is masked (the safe side).
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Whether request masking applies to a caller with `groups` (`None`: no identity known).
+pub fn request_masking_applies(policy: &RequestPolicy, groups: Option<&[String]>) -> bool {
+    if !policy.enabled {
+        return false;
+    }
+    if policy.groups.is_empty() {
+        return true;
+    }
+    match groups {
+        Some(groups) => groups.iter().any(|g| policy.groups.contains(g)),
+        None => true,
+    }
 }
 
 /// One custom rule: exactly one of `regex`, `literal`, `env`.
@@ -107,6 +136,7 @@ pub struct Compiled {
     pub max_event_bytes: usize,
     pub max_body_bytes: usize,
     pub force_identity_encoding: bool,
+    pub request: RequestPolicy,
 }
 
 impl Compiled {
@@ -253,6 +283,7 @@ pub fn compile(
         max_event_bytes: policy.max_event_bytes,
         max_body_bytes: policy.max_body_bytes,
         force_identity_encoding: policy.force_identity_encoding,
+        request: policy.request.clone(),
     })
 }
 
@@ -351,6 +382,34 @@ mod tests {
             c.rules.mask_str(&key, &mut st).unwrap(),
             "[REDACTED:anthropic_api_key]"
         );
+    }
+
+    #[test]
+    fn request_masking_scope() {
+        let off = RequestPolicy::default();
+        assert!(!request_masking_applies(&off, None));
+        let all = RequestPolicy {
+            enabled: true,
+            groups: vec![],
+        };
+        assert!(request_masking_applies(&all, Some(&["x".to_string()])));
+        let some = RequestPolicy {
+            enabled: true,
+            groups: vec!["contractors".to_string()],
+        };
+        assert!(request_masking_applies(
+            &some,
+            Some(&["contractors".to_string()])
+        ));
+        assert!(!request_masking_applies(
+            &some,
+            Some(&["staff".to_string()])
+        ));
+        assert!(request_masking_applies(&some, None), "no identity: mask");
+        let c = load(br#"{"request":{"enabled":true,"groups":["a"]}}"#, &no_env).unwrap();
+        assert!(c.request.enabled);
+        let err = load(br#"{"request":{"enable":true}}"#, &no_env).unwrap_err();
+        assert_eq!(err.path, "request.enable");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The proxy-wasm glue: root context (policy, metrics) and HTTP context (per stream).
 //!
-//! Request path: `accept-encoding: identity` toward the upstream, so the response is readable.
+//! Request path: `accept-encoding: identity` toward the upstream, so the response is readable;
+//! with `request.enabled` (and the caller in `request.groups`, if given), the request body is
+//! buffered (bounded) and every string of it masked before it leaves.
 //! Response path, decided at the response headers:
 //! - a `content-encoding` other than identity → fail closed: a local 500 `api_error`;
 //! - `text/event-stream` → each body chunk is rewritten in place by the [`SseRewriter`]; text
@@ -18,9 +20,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MetricType};
 use tollgate_common::error::{error_body, ErrorKind};
+use tollgate_common::identity::{decode_groups, GROUPS};
 use tollgate_common::reply::send_error;
 
-use crate::config::{load, Compiled};
+use crate::config::{load, request_masking_applies, Compiled};
 use crate::rewrite::{mask_body, SseRewriter};
 
 /// Metric ids (absent when the host refused to define one).
@@ -32,6 +35,7 @@ pub struct Metrics {
     bodies: Option<u32>,
     fail_closed: Option<u32>,
     held_back: Option<u32>,
+    request_masked: Option<u32>,
 }
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
@@ -64,6 +68,7 @@ impl Metrics {
                 MetricType::Histogram,
                 "tollgate_secret_mask_held_back_bytes",
             ),
+            request_masked: define(MetricType::Counter, "tollgate_secret_mask_request_masked"),
         }
     }
 
@@ -128,6 +133,7 @@ impl RootContext for Root {
             metrics: Rc::clone(&self.metrics),
             mode: Mode::Undecided,
             masked: 0,
+            mask_request: false,
         }))
     }
 
@@ -152,6 +158,8 @@ pub struct SecretMask {
     mode: Mode,
     /// Secrets masked in this response so far.
     masked: u64,
+    /// The request body is buffered and masked.
+    mask_request: bool,
 }
 
 /// Filter state written at the end of a rewritten response: the number of secrets masked, or
@@ -188,19 +196,53 @@ impl SecretMask {
 impl Context for SecretMask {}
 
 impl HttpContext for SecretMask {
-    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        match &self.config {
-            None => {
-                send_error(ErrorKind::Api, "secret-mask is not configured", &[]);
-                Action::Pause
-            }
-            Some(cfg) => {
-                if cfg.force_identity_encoding {
-                    self.set_http_request_header("accept-encoding", Some("identity"));
-                }
-                Action::Continue
+    fn on_http_request_headers(&mut self, _n: usize, eos: bool) -> Action {
+        let Some(cfg) = self.config.clone() else {
+            send_error(ErrorKind::Api, "secret-mask is not configured", &[]);
+            return Action::Pause;
+        };
+        if cfg.force_identity_encoding {
+            self.set_http_request_header("accept-encoding", Some("identity"));
+        }
+        if !eos && cfg.request.enabled {
+            let groups = self
+                .get_property(vec![GROUPS])
+                .and_then(|raw| decode_groups(&raw));
+            if request_masking_applies(&cfg.request, groups.as_deref()) {
+                self.mask_request = true;
+                self.set_http_request_header("content-length", None);
             }
         }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, size: usize, eos: bool) -> Action {
+        if !self.mask_request {
+            return Action::Continue;
+        }
+        let Some(cfg) = self.config.clone() else {
+            return Action::Continue;
+        };
+        if size > cfg.max_body_bytes {
+            Metrics::inc(self.metrics.fail_closed, 1);
+            send_error(
+                ErrorKind::RequestTooLarge,
+                "the request body is too large to be inspected for secrets",
+                &[],
+            );
+            self.mask_request = false;
+            return Action::Pause;
+        }
+        if !eos {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, size).unwrap_or_default();
+        let mut stats = crate::matcher::Stats::default();
+        if let Some(masked) = mask_body(&cfg.rules, &body, &mut stats) {
+            self.set_http_request_body(0, size, &masked);
+        }
+        Metrics::inc(self.metrics.request_masked, stats.total());
+        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _n: usize, eos: bool) -> Action {

@@ -1,0 +1,3 @@
+//! Integration tests of each filter through the harness (one binary, one module per filter).
+
+mod secret_mask;
