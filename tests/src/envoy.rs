@@ -216,6 +216,13 @@ impl Envoy {
         self.stats().ok()?.get(name).copied()
     }
 
+    /// A proxy-wasm metric by the name the filter defined (`tollgate_jwt_auth_allowed`), as the
+    /// harness's `Gateway::metric` reads it. Envoy shows filter-defined metrics as
+    /// `wasmcustom.<name>` in `/stats` (and as `<name>` in `/stats/prometheus`).
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        self.stat(&format!("wasmcustom.{name}"))
+    }
+
     /// Envoy's own log so far.
     pub fn log(&self) -> String {
         self.child.log()

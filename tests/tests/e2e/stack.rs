@@ -614,6 +614,8 @@ fn shipped_chain_serves_the_make_up_demo() {
     assert_eq!(resp.json()["error"]["type"], "authentication_error");
     assert!(resp.header("www-authenticate").is_some());
     assert_eq!(mock.request_count(), 0);
+    // filter metrics, by the names the filters define
+    assert_eq!(envoy.metric("tollgate_jwt_auth_denied_missing"), Some(1));
 
     // the printed example: a streamed answer with a dev token
     let token = idp.token(json!({"sub": "dev-agent", "groups": ["agents"]}));
