@@ -749,3 +749,39 @@ fn up_sh_starts_the_stack_and_sigint_stops_every_process() {
 fn up_exited(log: &std::path::Path) -> Option<()> {
     tollgate_tests::process::find_line(log, "stopped (pids").map(|_| ())
 }
+
+#[test]
+fn sdk_raises_typed_errors_for_every_status_the_gateway_passes_on() {
+    // Each Anthropic error status, produced upstream and carried through the gateway, surfaces
+    // as the SDK's typed exception: the mapping the filters' own local replies rely on.
+    let mock = mock();
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(Upstream::Mock(
+        mock.addr().into(),
+    )))
+    .expect("envoy starts");
+    let cases = [
+        ("invalid_request_error", 400, "BadRequestError"),
+        ("permission_error", 403, "PermissionDeniedError"),
+        ("not_found_error", 404, "NotFoundError"),
+        ("request_too_large", 413, "ContentTooLargeError"),
+        ("rate_limit_error", 429, "RateLimitError"),
+        ("api_error", 500, "InternalServerError"),
+        ("overloaded_error", 529, "OverloadedError"),
+    ];
+    let mut run = SdkRun::new(&envoy.url(), SdkAuth::ApiKey(MOCK_KEY.into()));
+    for (error_type, status, class) in cases {
+        mock.push_script(Script::error(error_type, "scripted upstream error"));
+        run = run.case(json!({
+            "name": error_type,
+            "expect": {"error": class, "status": status, "error_type": error_type,
+                       "message_contains": "scripted upstream error"}
+        }));
+    }
+    // an `error` event in the middle of a 200 stream
+    mock.push_script(Script::stream(
+        Reply::text("partial answer that is cut").error_after(4, "overloaded_error", "mid-stream"),
+    ));
+    run = run.case(json!({"name": "mid-stream", "stream": true,
+                          "expect": {"error": "APIStatusError"}}));
+    run.run().unwrap().assert_all_ok();
+}
