@@ -7,6 +7,7 @@
 //! below) and use `tollgate_tests` (see its crate docs) plus the helpers here.
 
 mod key_inject;
+mod secret_mask;
 mod stack;
 
 use tollgate_mock::{MockConfig, MockServer};
