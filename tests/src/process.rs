@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -56,7 +57,51 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A child process killed (SIGKILL) and reaped on drop. Its stdout and stderr go to `log`.
+/// Pids of children that are running, killed at process exit if their guard never dropped
+/// (a guard kept in a `static`, or leaked): a test binary leaves no process behind.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static AT_EXIT: Once = Once::new();
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> i32;
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+extern "C" fn kill_live_children() {
+    let pids = match LIVE.lock() {
+        Ok(mut live) => std::mem::take(&mut *live),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    for pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            // SAFETY: kill(2) with a pid we spawned and SIGKILL (9); no memory is involved.
+            unsafe {
+                kill(pid, 9);
+            }
+        }
+    }
+}
+
+fn register(pid: u32) {
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain extern "C" function without captured state.
+        unsafe {
+            atexit(kill_live_children);
+        }
+    });
+    if let Ok(mut live) = LIVE.lock() {
+        live.push(pid);
+    }
+}
+
+fn unregister(pid: u32) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|p| *p != pid);
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped on drop (and killed at process exit if the
+/// guard is never dropped). Its stdout and stderr go to `log`.
 #[derive(Debug)]
 pub struct ChildGuard {
     name: String,
@@ -79,6 +124,7 @@ impl ChildGuard {
             .stderr(Stdio::from(err))
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        register(child.id());
         Ok(Self {
             name: name.to_string(),
             child: Some(child),
@@ -112,6 +158,7 @@ impl ChildGuard {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            unregister(child.id());
         }
     }
 

@@ -785,3 +785,52 @@ fn sdk_raises_typed_errors_for_every_status_the_gateway_passes_on() {
                           "expect": {"error": "APIStatusError"}}));
     run.run().unwrap().assert_all_ok();
 }
+
+#[test]
+fn a_leaked_guard_dies_with_the_test_process() {
+    // A guard that is never dropped (kept in a static, or leaked) is killed at process exit.
+    // Run this test binary again as a child, with only the helper test below, and check that the
+    // Envoy it leaked is gone once it has exited.
+    let dir = tollgate_tests::process::ScratchDir::new("leak").unwrap();
+    let pid_file = dir.join("pid");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "stack::leak_an_envoy_helper",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("TOLLGATE_LEAK_PID_FILE", &pid_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the helper wrote the pid")
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pid_alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !pid_alive(pid),
+        "leaked envoy {pid} outlived its test process"
+    );
+}
+
+#[test]
+#[ignore = "helper run by a_leaked_guard_dies_with_the_test_process"]
+fn leak_an_envoy_helper() {
+    let Some(pid_file) = std::env::var_os("TOLLGATE_LEAK_PID_FILE") else {
+        return;
+    };
+    let envoy = Envoy::start(&GatewayConfig::ephemeral(mock_upstream())).expect("envoy starts");
+    std::fs::write(pid_file, envoy.pid().unwrap().to_string()).unwrap();
+    std::mem::forget(envoy);
+}
