@@ -1,3 +1,4 @@
 //! Integration tests of each filter through the harness (one binary, one module per filter).
 
+mod jwt_auth;
 mod secret_mask;
