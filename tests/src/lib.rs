@@ -37,3 +37,11 @@ pub use envoy::{Envoy, EnvoyOptions};
 pub use idp::Idp;
 pub use paths::{envoy_bin, python_bin, wasm_dir, wasm_path, workspace_root};
 pub use render::{shipped_chain, Endpoint, Filter, GatewayConfig, Upstream};
+
+// Tests share guards across threads (concurrent requests against one Envoy).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Envoy>();
+    send_sync::<Idp>();
+    send_sync::<process::ChildGuard>();
+};
