@@ -1221,11 +1221,9 @@ impl Gateway {
         for (k, v) in extra.iter() {
             headers.add(k, v);
         }
-        if !body.is_empty() {
-            headers.replace("content-length", body.len().to_string().as_bytes());
-            if headers.get("content-type").is_none() {
-                headers.add("content-type", b"text/plain");
-            }
+        headers.replace("content-length", body.len().to_string().as_bytes());
+        if !body.is_empty() && headers.get("content-type").is_none() {
+            headers.add("content-type", b"text/plain");
         }
         {
             let mut world = self.world();
@@ -1348,21 +1346,27 @@ impl Gateway {
     }
 }
 
-/// The frames of a message: headers, then each chunk, the last one ending the stream unless
-/// trailers follow.
+/// The frames of a message as Envoy's HTTP/1 codec delivers them: headers, each chunk without
+/// end of stream, then an empty chunk that ends the stream (or trailers). A message without a
+/// body ends at its headers.
 fn frames(chunks: &[Vec<u8>], trailers: bool) -> Vec<Frame> {
+    let empty = chunks.iter().all(Vec::is_empty);
     let mut frames = vec![Frame::Headers {
-        end: chunks.is_empty() && !trailers,
+        end: empty && !trailers,
     }];
-    let last = chunks.len().saturating_sub(1);
-    for (n, chunk) in chunks.iter().enumerate() {
+    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
         frames.push(Frame::Data {
             bytes: chunk.clone(),
-            end: n == last && !trailers,
+            end: false,
         });
     }
     if trailers {
         frames.push(Frame::Trailers);
+    } else if !empty {
+        frames.push(Frame::Data {
+            bytes: Vec::new(),
+            end: true,
+        });
     }
     frames
 }

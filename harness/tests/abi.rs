@@ -480,7 +480,8 @@ fn body_buffering_reports_cumulative_sizes_and_forwards_once() {
     );
     assert_eq!(
         out.property("probe.request_body_sizes").as_deref(),
-        Some("5,10,15")
+        Some("5,10,15,15"),
+        "Envoy's HTTP/1 codec ends the body with an empty end-of-stream callback"
     );
     assert_eq!(out.upstream.unwrap().body, b"ABCDEFGHIJKLMNO");
 }
@@ -496,9 +497,12 @@ fn streaming_body_sees_each_chunk() {
     );
     assert_eq!(
         out.property("probe.request_body_sizes").as_deref(),
-        Some("2,2")
+        Some("2,2,0")
     );
-    assert_eq!(out.upstream.unwrap().body, b"ab+appendedcd+appended");
+    assert_eq!(
+        out.upstream.unwrap().body,
+        b"ab+appendedcd+appended+appended"
+    );
 }
 
 #[test]
@@ -615,9 +619,11 @@ fn local_reply_at_request_body_cuts_the_upstream_request() {
         out.client.header("content-type").as_deref(),
         Some("text/plain")
     );
+    // The trap Envoy sets: the data arrived without end of stream and the probe let it pass, so
+    // only the end of stream was held back. A filter that must see the whole body pauses.
     let up = out.upstream.expect("headers went upstream");
     assert!(!up.complete);
-    assert!(up.body.is_empty());
+    assert_eq!(up.body, b"bad");
 }
 
 #[test]

@@ -172,6 +172,7 @@ impl RootContext for ProbeRoot {
             commands: Vec::new(),
             waiting: self.waiting.clone(),
             body_sizes: Vec::new(),
+            body_calls: Vec::new(),
         }))
     }
 
@@ -185,6 +186,8 @@ struct ProbeHttp {
     commands: Vec<Command>,
     waiting: Rc<RefCell<Vec<u32>>>,
     body_sizes: Vec<usize>,
+    /// `size/end` of every request body callback.
+    body_calls: Vec<String>,
 }
 
 impl ProbeHttp {
@@ -401,6 +404,10 @@ impl ProbeHttp {
                     );
                     return Action::Pause;
                 }
+                "reply-plain" => {
+                    self.send_http_response(k.parse().unwrap(), vec![], Some(v.as_bytes()));
+                    return Action::Pause;
+                }
                 "close" => {
                     hostcalls::reset_http_request().unwrap();
                     return Action::Pause;
@@ -465,6 +472,8 @@ impl HttpContext for ProbeHttp {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.panic_in("request-body");
         self.body_sizes.push(body_size);
+        self.body_calls
+            .push(format!("{body_size}/{}", u8::from(end_of_stream)));
         let sizes: Vec<String> = self.body_sizes.iter().map(ToString::to_string).collect();
         self.set_property(
             vec!["probe.request_body_sizes"],
@@ -516,8 +525,13 @@ impl HttpContext for ProbeHttp {
                 _ => {}
             }
         }
-        if self.has("upper-response") || self.has("buffer-response") {
+        if self.has("upper-response") || self.has("buffer-response") || self.has("mark-response") {
             self.set_http_response_header("content-length", None);
+        }
+        if self.has("report") {
+            let total = self.body_sizes.last().copied().unwrap_or(0);
+            self.add_http_response_header("x-probe-body-total", &total.to_string());
+            self.add_http_response_header("x-probe-body-calls", &self.body_calls.join(","));
         }
         if let Some(status) = self.arg("reply-on-response") {
             self.send_http_response(status.parse().unwrap(), vec![], Some(b"replaced"));
@@ -528,6 +542,10 @@ impl HttpContext for ProbeHttp {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.panic_in("response-body");
+        if self.has("mark-response") {
+            let marker = format!("[{body_size}/{}]", u8::from(end_of_stream));
+            self.set_http_response_body(body_size, 0, marker.as_bytes());
+        }
         if self.has("buffer-response") && !end_of_stream {
             return Action::Pause;
         }

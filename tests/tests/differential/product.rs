@@ -1,0 +1,1 @@
+//! Scenarios through the product filters with their shipped policies.
