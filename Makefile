@@ -11,7 +11,7 @@ export TOLLGATE_WASM_DIR := $(WASM_DIR)
 export TOLLGATE_VENV := $(VENV)
 export TOLLGATE_ROOT := $(CURDIR)
 
-.PHONY: test up bench wasm toolchain venv node lint unit fmt clean
+.PHONY: test up bench wasm toolchain venv node lint fmt clean compose-config
 
 ## test: everything CI runs — lint, wasm builds (once), unit, harness, end-to-end and SDK tests.
 test: toolchain venv node lint wasm
@@ -44,6 +44,10 @@ node: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+## compose-config: render target/compose/envoy.yaml for docker-compose.yml (same template and renderer as the tests).
+compose-config: wasm
+	cargo run -q --locked -p tollgate-tests --bin tollgate-render -- --preset compose -o target/compose/envoy.yaml
 
 lint: toolchain
 	cargo fmt --all --check
