@@ -1,4 +1,5 @@
 //! Integration tests of each filter through the harness (one binary, one module per filter).
 
 mod jwt_auth;
+mod key_inject;
 mod secret_mask;
