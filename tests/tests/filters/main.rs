@@ -2,4 +2,5 @@
 
 mod jwt_auth;
 mod key_inject;
+mod prompt_guard;
 mod secret_mask;
