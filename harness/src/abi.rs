@@ -362,6 +362,7 @@ fn property_value(state: &VmState, raw: &[u8]) -> Option<Vec<u8>> {
             let code: i64 = status.parse().ok()?;
             Some(code.to_le_bytes().to_vec())
         }
+        ["xds", "cluster_name"] => world.route_cluster.as_ref().map(|c| c.as_bytes().to_vec()),
         ["response", "headers", name] => data
             .response_headers
             .as_ref()?

@@ -117,6 +117,7 @@ pub struct GatewayBuilder {
     host: Host,
     filters: Vec<FilterSpec>,
     clusters: Vec<String>,
+    route_cluster: Option<String>,
     buffer_limit: usize,
     start: SystemTime,
 }
@@ -131,6 +132,13 @@ impl GatewayBuilder {
     /// Declares a cluster `dispatch_http_call` may use (others are BadArgument, as in Envoy).
     pub fn cluster(mut self, name: &str) -> Self {
         self.clusters.push(name.to_string());
+        self
+    }
+
+    /// The cluster the route sends requests to, readable as the `xds.cluster_name` property
+    /// (unset by default: a filter must cope with a host that does not tell).
+    pub fn route_cluster(mut self, name: &str) -> Self {
+        self.route_cluster = Some(name.to_string());
         self
     }
 
@@ -153,7 +161,11 @@ impl GatewayBuilder {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let world = Arc::new(Mutex::new(World::new(start)));
-        lock(&world).clusters = self.clusters;
+        {
+            let mut w = lock(&world);
+            w.clusters = self.clusters;
+            w.route_cluster = self.route_cluster;
+        }
         let mut gateway = Gateway {
             world,
             vms: Vec::new(),
@@ -280,6 +292,7 @@ impl Gateway {
             host: host.clone(),
             filters: Vec::new(),
             clusters: Vec::new(),
+            route_cluster: None,
             buffer_limit: DEFAULT_BUFFER_LIMIT,
             start: SystemTime::now(),
         }

@@ -89,6 +89,8 @@ pub(crate) struct World {
     pub next_cas: u32,
     pub queues: Vec<SharedQueue>,
     pub clusters: Vec<String>,
+    /// The cluster the route picks for every stream (`xds.cluster_name`).
+    pub route_cluster: Option<String>,
     pub callout_scripts: HashMap<String, VecDeque<CalloutReply>>,
     pub pending_callouts: Vec<PendingCallout>,
     pub callouts: Vec<Callout>,

@@ -843,3 +843,23 @@ fn request_without_body_ends_at_headers() {
     assert_eq!(out.client.status, 204);
     assert!(out.client.body.is_empty());
 }
+
+#[test]
+fn route_cluster_property_is_what_the_builder_set() {
+    let mut gw = Gateway::builder(host())
+        .filter(probe())
+        .route_cluster("upstream")
+        .build()
+        .unwrap();
+    let out = run(&mut gw, "get-property:xds/cluster_name");
+    assert_eq!(
+        upstream_header(&out, "x-probe-prop-xds-cluster_name").as_deref(),
+        Some("upstream")
+    );
+    let mut gw = gateway(probe());
+    let out = run(&mut gw, "get-property:xds/cluster_name");
+    assert_eq!(
+        upstream_header(&out, "x-probe-prop-xds-cluster_name").as_deref(),
+        Some("none")
+    );
+}

@@ -262,7 +262,10 @@ pub fn run_chain(chain: &ChainSpec, scenarios: &[Scenario]) -> Vec<(Outcome, Htt
     let mut cfg = GatewayConfig::ephemeral(Target::Mock(mock.addr().into()))
         .idp(Endpoint::new("127.0.0.1", closed_port()));
     let mut options = EnvoyOptions::default();
-    let mut builder = Gateway::builder(host()).cluster("idp").cluster("upstream");
+    let mut builder = Gateway::builder(host())
+        .cluster("idp")
+        .cluster("upstream")
+        .route_cluster("upstream");
     for ChainFilter {
         plugin,
         artifact,
