@@ -32,7 +32,7 @@ toolchain:
 
 ## wasm: every filter (and the harness's probe fixture) for wasm32-wasip1, in one cargo run.
 wasm: toolchain
-	cargo build --locked --release --target wasm32-wasip1 $(WASM_PACKAGES)
+	cargo build --locked --release --target wasm32-wasip1 --lib $(WASM_PACKAGES)
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
