@@ -325,7 +325,7 @@ impl HttpContext for SecretMask {
                     rw.finish(&mut out);
                 }
                 let counts = rw.stats_mut().take();
-                let held = rw.held_back();
+                let held = rw.held_back_text();
                 self.metrics.held_back(held);
                 self.record_masked(&counts);
                 if out.as_slice() != chunk.as_slice() {

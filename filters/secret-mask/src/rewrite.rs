@@ -18,6 +18,9 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::jsonstr::JsonMasker;
@@ -131,12 +134,12 @@ impl SseRewriter {
 
     /// Bytes received and not yet released (an unfinished event plus held-back text).
     pub fn held_back(&self) -> usize {
-        self.parser.pending()
-            + self
-                .blocks
-                .values()
-                .map(BlockStream::held_back)
-                .sum::<usize>()
+        self.parser.pending() + self.held_back_text()
+    }
+
+    /// Text held back by the matchers (what could still become a secret).
+    pub fn held_back_text(&self) -> usize {
+        self.blocks.values().map(BlockStream::held_back).sum()
     }
 
     /// Secrets masked so far (per rule index); [`Stats::take`] to consume.
@@ -174,6 +177,17 @@ impl SseRewriter {
             self.passthrough(&block, out);
             return;
         };
+        // Fast path: a plain text/thinking/input_json delta with exactly the known fields.
+        if let Ok(fast) = serde_json::from_slice::<FastDelta>(data) {
+            if fast.kind == "content_block_delta" {
+                if let Some(kind) = Kind::of_delta(&fast.delta.kind) {
+                    if let Some(text) = fast.delta.text(kind) {
+                        self.fast_delta(&block, fast.index, kind, text, out);
+                        return;
+                    }
+                }
+            }
+        }
         let Ok(mut value) = serde_json::from_slice::<Value>(data) else {
             self.passthrough(&block, out);
             return;
@@ -313,6 +327,33 @@ impl SseRewriter {
         self.emit_value(&block, value, out);
     }
 
+    fn fast_delta(&mut self, block: &Block, index: u64, kind: Kind, text: &str, out: &mut Vec<u8>) {
+        if self.blocks.get(&index).is_some_and(|s| s.kind != kind) {
+            self.flush(index, out);
+            self.blocks.remove(&index);
+        }
+        let stream = self
+            .blocks
+            .entry(index)
+            .or_insert_with(|| BlockStream::new(kind, &self.rules, block.event.clone()));
+        let released = stream.feed(text, &mut self.stats);
+        if released == text {
+            out.extend_from_slice(&block.raw);
+            return;
+        }
+        if released.is_empty() && block.id.is_none() && block.retry.is_none() {
+            return;
+        }
+        let data = delta_json(index, kind, released);
+        write_event(
+            block.event.as_deref(),
+            block.id.as_deref(),
+            block.retry.as_deref(),
+            &data,
+            out,
+        );
+    }
+
     /// Flushes the held-back text of block `index` as one extra delta.
     fn flush(&mut self, index: u64, out: &mut Vec<u8>) {
         let Some(stream) = self.blocks.get_mut(&index) else {
@@ -323,15 +364,8 @@ impl SseRewriter {
             return;
         }
         let kind = stream.kind;
-        let mut delta = Map::new();
-        delta.insert("type".into(), Value::String(kind.delta_type().into()));
-        delta.insert(kind.field().into(), Value::String(rest));
-        let mut event = Map::new();
-        event.insert("type".into(), Value::String("content_block_delta".into()));
-        event.insert("index".into(), Value::from(index));
-        event.insert("delta".into(), Value::Object(delta));
         let name = stream.event_name.clone();
-        let data = serde_json::to_vec(&Value::Object(event)).unwrap_or_default();
+        let data = delta_json(index, kind, rest);
         write_event(name.as_deref(), None, None, &data, out);
     }
 
@@ -383,6 +417,55 @@ impl SseRewriter {
             &data,
             out,
         );
+    }
+}
+
+/// `{"type":"content_block_delta","index":…,"delta":{"type":…,<field>:…}}`.
+fn delta_json(index: u64, kind: Kind, text: String) -> Vec<u8> {
+    let mut delta = Map::new();
+    delta.insert("type".into(), Value::String(kind.delta_type().into()));
+    delta.insert(kind.field().into(), Value::String(text));
+    let mut event = Map::new();
+    event.insert("type".into(), Value::String("content_block_delta".into()));
+    event.insert("index".into(), Value::from(index));
+    event.insert("delta".into(), Value::Object(delta));
+    serde_json::to_vec(&Value::Object(event)).unwrap_or_default()
+}
+
+/// A delta event with exactly the fields the fast path knows (anything else takes the
+/// general path, which preserves and masks every field).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    index: u64,
+    #[serde(borrow)]
+    delta: FastInner<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastInner<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+}
+
+impl FastInner<'_> {
+    /// The text of the field that `kind` uses, when it is the only one present.
+    fn text(&self, kind: Kind) -> Option<&str> {
+        match (kind, &self.text, &self.thinking, &self.partial_json) {
+            (Kind::Text, Some(t), None, None) => Some(t),
+            (Kind::Thinking, None, Some(t), None) => Some(t),
+            (Kind::Json, None, None, Some(t)) => Some(t),
+            _ => None,
+        }
     }
 }
 
