@@ -72,7 +72,10 @@ mod tests {
     fn errors_name_the_field() {
         let err = parse_json::<Policy>(br#"{"rules":[{"id":"a"},{"id":7}]}"#).unwrap_err();
         assert_eq!(err.path, "rules[1].id");
-        assert!(err.to_string().starts_with("rules[1].id: invalid type"), "{err}");
+        assert!(
+            err.to_string().starts_with("rules[1].id: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
