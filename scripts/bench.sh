@@ -3,7 +3,7 @@
 # installs the venv with Envoy and node_modules with the dev IdP).
 #
 #   1. installs the load generator `oha` into .tollgate/tools (cargo install, project-local,
-#      once; no TLS features: every target is loopback),
+#      once; its default features: 1.12.0 does not build without TLS),
 #   2. builds the driver `tollgate-bench-load` (crate bench-load/) in its own target directory,
 #   3. runs it: passthrough vs the tollgate chain through real Envoys (one worker each), the
 #      mock's ceiling, per-filter cost, JWT vs Envoy's native jwt_authn, time to first byte,
@@ -40,7 +40,12 @@ driver_pid=""
 cleanup() {
   trap - INT TERM EXIT
   if [[ -n "$driver_pid" ]] && kill -0 "$driver_pid" 2>/dev/null; then
+    # The driver's children (Envoys, the IdP, the load generator), by pid, before the driver
+    # goes: a signal ends it without running its own clean-up.
+    local kids pid
+    kids="$(ps -o pid= --ppid "$driver_pid" 2>/dev/null || true)"
     kill -TERM "$driver_pid" 2>/dev/null || true
+    for pid in $kids; do kill -KILL "$pid" 2>/dev/null || true; done
     sleep 1
     kill -KILL "$driver_pid" 2>/dev/null || true
     wait "$driver_pid" 2>/dev/null || true
@@ -62,7 +67,7 @@ done
 oha="${TOLLGATE_OHA:-$tools/bin/oha}"
 if [[ ! -x "$oha" ]] || ! "$oha" --version 2>/dev/null | grep -q "$oha_version"; then
   say "installing oha $oha_version into $tools (once; a few minutes)"
-  cargo install oha --version "$oha_version" --locked --no-default-features \
+  cargo install oha --version "$oha_version" --locked \
     --root "$tools" --target-dir "$target_dir/oha" --quiet
 fi
 export TOLLGATE_OHA="$oha"

@@ -63,15 +63,143 @@ pub fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// Runs oha against `addr` and parses its JSON report. A run where any response is not 200,
-/// or any request failed, is an error (the benchmark must measure what it claims to).
-pub fn oha(
-    oha_bin: &Path,
-    addr: SocketAddr,
-    p: &Payload,
-    c: usize,
-    bound: Bound,
-) -> Result<RunResult> {
+/// The load generator: `oha` (crates.io) or `wrk` (Debian), both closed-loop keep-alive
+/// HTTP/1.1 clients.
+#[derive(Clone, Debug)]
+pub enum LoadGen {
+    Oha(PathBuf),
+    Wrk(PathBuf),
+}
+
+impl LoadGen {
+    pub fn describe(&self) -> String {
+        match self {
+            LoadGen::Oha(p) => oha_version(p),
+            LoadGen::Wrk(p) => Command::new(p)
+                .arg("-v")
+                .output()
+                .ok()
+                .map(|o| {
+                    let s = String::from_utf8_lossy(&o.stdout).to_string()
+                        + &String::from_utf8_lossy(&o.stderr);
+                    s.lines().next().unwrap_or("wrk").to_string()
+                })
+                .unwrap_or_else(|| "wrk".into()),
+        }
+    }
+
+    /// One run; a run where any response is not 200, or any request failed, is an error (the
+    /// benchmark must measure what it claims to).
+    pub fn run(&self, addr: SocketAddr, p: &Payload, c: usize, bound: Bound) -> Result<RunResult> {
+        match self {
+            LoadGen::Oha(bin) => oha(bin, addr, p, c, bound),
+            LoadGen::Wrk(bin) => match bound {
+                Bound::Secs(_) => wrk(bin, addr, p, c, bound),
+                // wrk has no request count: whole-second runs until the count is reached
+                Bound::Count(n) => {
+                    let mut total = 0;
+                    let mut secs = 1.0;
+                    let mut last = None;
+                    while total < n {
+                        let r = wrk(bin, addr, p, c, Bound::Secs(secs))?;
+                        total += r.requests;
+                        secs = ((n - total.min(n)) as f64 / r.rps.max(1.0)).clamp(1.0, 10.0);
+                        last = Some(r);
+                    }
+                    let mut r = last.ok_or_else(|| anyhow!("no wrk run"))?;
+                    r.requests = total;
+                    Ok(r)
+                }
+            },
+        }
+    }
+}
+
+fn lua_str(s: &str) -> String {
+    format!("[==[{s}]==]")
+}
+
+/// wrk with a Lua script: method, body file, headers; `done` prints a JSON line. Time-bounded
+/// only (whole seconds).
+fn wrk(bin: &Path, addr: SocketAddr, p: &Payload, c: usize, bound: Bound) -> Result<RunResult> {
+    let threads = c.clamp(1, 2);
+    let mut lua = String::from("wrk.method = \"POST\"\n");
+    lua.push_str(&format!(
+        "local f = assert(io.open({}, \"rb\"))\nwrk.body = f:read(\"*a\")\nf:close()\n",
+        lua_str(&p.body_file.to_string_lossy())
+    ));
+    for (k, v) in &p.headers {
+        lua.push_str(&format!("wrk.headers[ {} ] = {}\n", lua_str(k), lua_str(v)));
+    }
+    let duration = match bound {
+        Bound::Secs(s) => format!("{}s", s.round().max(1.0) as u64),
+        Bound::Count(_) => bail!("wrk runs are time-bounded"),
+    };
+    lua.push_str(concat!(
+        "done = function(summary, latency, requests)\n",
+        "  local e = summary.errors\n",
+        "  io.write(string.format('{\"requests\":%d,\"duration_us\":%d,\"connect\":%d,\"read\":%d,\"write\":%d,\"status\":%d,\"timeout\":%d,\"p50\":%d,\"p90\":%d,\"p99\":%d}\\n',\n",
+        "    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,\n",
+        "    latency:percentile(50), latency:percentile(90), latency:percentile(99)))\n",
+        "end\n"
+    ));
+    let script = std::env::temp_dir().join(format!(
+        "tollgate-bench-wrk-{}-{}.lua",
+        std::process::id(),
+        p.name
+    ));
+    std::fs::write(&script, lua)?;
+    let out = Command::new(bin)
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &c.to_string(),
+            "-d",
+            &duration,
+        ])
+        .args(["--timeout", "30s", "-s"])
+        .arg(&script)
+        .arg(format!("http://{addr}{}", p.path))
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let _ = std::fs::remove_file(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("{\"requests\""))
+        .ok_or_else(|| anyhow!("no result line in wrk's output: {stdout}"))?;
+    let v: Value = serde_json::from_str(line).context("wrk result JSON")?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let secs = n("duration_us") as f64 / 1e6;
+    let r = RunResult {
+        rps: if secs > 0.0 {
+            n("requests") as f64 / secs
+        } else {
+            0.0
+        },
+        p50_us: n("p50") as f64,
+        p90_us: n("p90") as f64,
+        p99_us: n("p99") as f64,
+        requests: n("requests"),
+        non_200: n("status"),
+        errors: n("connect") + n("read") + n("write") + n("timeout"),
+    };
+    if r.non_200 > 0 || r.errors > 0 || r.requests == 0 {
+        bail!("{} at c={c} to {addr}: wrk says {line}", p.name);
+    }
+    Ok(r)
+}
+
+/// Runs oha against `addr` and parses its JSON report.
+fn oha(oha_bin: &Path, addr: SocketAddr, p: &Payload, c: usize, bound: Bound) -> Result<RunResult> {
     let mut cmd = Command::new(oha_bin);
     cmd.arg("--no-tui")
         .args(["--output-format", "json"])
@@ -197,9 +325,17 @@ pub struct Ttfb {
     pub total_us: Vec<f64>,
 }
 
-/// Sends `count` requests per connection over `conns` keep-alive connections in parallel and
-/// times each one. Every response must be 200 with a chunked body.
-pub fn ttfb(addr: SocketAddr, p: &Payload, conns: usize, count: usize) -> Result<Ttfb> {
+/// Sends `count` requests per connection over `conns` connections in parallel and times each
+/// one. Every response must be 200 with a chunked body. `first_only`: a new connection per
+/// request (connect time excluded), read up to the first body chunk, then hang up (for paced
+/// streams, whose whole answer takes long); otherwise keep-alive and the whole answer is read.
+pub fn ttfb(
+    addr: SocketAddr,
+    p: &Payload,
+    conns: usize,
+    count: usize,
+    first_only: bool,
+) -> Result<Ttfb> {
     let mut head = format!("POST {} HTTP/1.1\r\nhost: {addr}\r\n", p.path);
     for (k, v) in &p.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -209,7 +345,7 @@ pub fn ttfb(addr: SocketAddr, p: &Payload, conns: usize, count: usize) -> Result
     wire.extend_from_slice(&p.body);
     let results: Vec<Result<Ttfb>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..conns)
-            .map(|_| s.spawn(|| one_connection(addr, &wire, count)))
+            .map(|_| s.spawn(|| one_connection(addr, &wire, count, first_only)))
             .collect();
         handles
             .into_iter()
@@ -229,15 +365,22 @@ pub fn ttfb(addr: SocketAddr, p: &Payload, conns: usize, count: usize) -> Result
     Ok(all)
 }
 
-fn one_connection(addr: SocketAddr, wire: &[u8], count: usize) -> Result<Ttfb> {
+fn connect(addr: SocketAddr) -> Result<(TcpStream, BufReader<TcpStream>)> {
     let stream = TcpStream::connect(addr).context("TTFB client connect")?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let writer = stream.try_clone()?;
+    Ok((writer, BufReader::with_capacity(64 * 1024, stream)))
+}
+
+fn one_connection(addr: SocketAddr, wire: &[u8], count: usize, first_only: bool) -> Result<Ttfb> {
+    let (mut writer, mut reader) = connect(addr)?;
     let mut out = Ttfb::default();
     let mut line = String::new();
-    for _ in 0..count {
+    for i in 0..count {
+        if first_only && i > 0 {
+            (writer, reader) = connect(addr)?;
+        }
         let t0 = Instant::now();
         writer.write_all(wire)?;
         line.clear();
@@ -278,7 +421,7 @@ fn one_connection(addr: SocketAddr, wire: &[u8], count: usize) -> Result<Ttfb> {
             }
             let mut buf = vec![0u8; size + 2];
             reader.read_exact(&mut buf)?;
-            if size == 0 {
+            if size == 0 || first_only {
                 break;
             }
         }

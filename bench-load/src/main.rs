@@ -46,7 +46,7 @@ pub struct Settings {
     pub mock_workers: usize,
     pub out: PathBuf,
     pub report: PathBuf,
-    pub oha: PathBuf,
+    pub loadgen: load::LoadGen,
     pub concurrencies: Vec<usize>,
     pub ttfb_count_c1: usize,
     pub ttfb_count_c16: usize,
@@ -78,6 +78,21 @@ impl Settings {
         let oha = std::env::var_os("TOLLGATE_OHA")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join(".tollgate/tools/bin/oha"));
+        let wrk = std::env::var_os("TOLLGATE_WRK")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/wrk"));
+        let loadgen = match std::env::var("TOLLGATE_LOADGEN").as_deref() {
+            Ok("wrk") => load::LoadGen::Wrk(wrk),
+            Ok("oha") => load::LoadGen::Oha(oha),
+            Ok("") | Err(_) if oha.is_file() => load::LoadGen::Oha(oha),
+            Ok("") | Err(_) if wrk.is_file() => load::LoadGen::Wrk(wrk),
+            Ok("") | Err(_) => bail!(
+                "no load generator: {} (scripts/bench.sh installs oha) or {}",
+                oha.display(),
+                wrk.display()
+            ),
+            Ok(other) => bail!("TOLLGATE_LOADGEN must be oha or wrk, not {other}"),
+        };
         Ok(Self {
             quick,
             secs: env_num("BENCH_SECS", if quick { 1.5 } else { 4.0 })?,
@@ -86,7 +101,7 @@ impl Settings {
             mock_workers: env_num("BENCH_MOCK_WORKERS", 1)?,
             out,
             report,
-            oha,
+            loadgen,
             concurrencies: vec![1, 16, 64],
             ttfb_count_c1: if quick { 60 } else { 300 },
             ttfb_count_c16: if quick { 15 } else { 60 },
@@ -134,6 +149,10 @@ pub const JWT_PG_KI: &str = "jwt-auth+prompt-guard+key-inject";
 pub const NATIVE: &str = "native-jwt_authn";
 pub const NATIVE_CACHE: &str = "native-jwt_authn+cache";
 
+/// Pause between the events of a paced stream (TTFB "paced": the upstream streams like the API
+/// instead of sending the whole answer at once).
+pub const PACE_MS: u64 = 2;
+
 struct Bench {
     s: Settings,
     mock: MockServer,
@@ -154,11 +173,11 @@ fn run() -> Result<()> {
             );
         }
     }
-    if !s.oha.is_file() {
-        bail!(
-            "oha not found at {} (scripts/bench.sh installs it; or set TOLLGATE_OHA)",
-            s.oha.display()
-        );
+    match &s.loadgen {
+        load::LoadGen::Oha(p) | load::LoadGen::Wrk(p) if !p.is_file() => {
+            bail!("load generator {} not found", p.display())
+        }
+        _ => {}
     }
     std::fs::create_dir_all(s.out.join("payloads"))?;
     let machine = report::machine();
@@ -172,7 +191,7 @@ fn run() -> Result<()> {
         "mock_workers": s.mock_workers,
         "envoy_version": gateway::envoy_version(),
         "envoy_concurrency": 1,
-        "oha_version": load::oha_version(&s.oha),
+        "load_generator": s.loadgen.describe(),
         "git_commit": git_commit(),
         "machine": machine,
         "loadavg_start": loadavg(),
@@ -339,8 +358,8 @@ fn run() -> Result<()> {
     meta["payloads"] = json!({
         "4k": "POST /v1/messages, one user message, 4,096-byte JSON body; non-streaming; the mock answers a ~300-byte Message JSON",
         "agent50k": "POST /v1/messages?beta=true, 51,200-byte body shaped like the Claude Agent SDK's: system as 2 text blocks, 12 tool definitions, a user message of 2 text blocks and an assistant message of text + tool_use; the SDK's anthropic-beta, x-stainless-*, x-claude-code-session-id and accept-encoding headers; non-streaming",
-        "stream2k": format!("the 4 KB request with \"stream\": true; the mock streams a scripted SSE answer of {size2k} bytes ({} -byte text deltas, one network chunk per event) holding an Anthropic key, an AWS key pair and a GitHub token", payloads::DELTA_SIZE),
-        "stream64k": format!("as stream2k with a {size64k}-byte SSE answer (secrets every ~700 bytes of text)"),
+        "stream2k": format!("the 4 KB request with \"stream\": true; the mock streams a scripted SSE answer of {size2k} bytes ({}-byte text deltas, one network chunk per event); its text starts with an Anthropic API key", payloads::DELTA_SIZE),
+        "stream64k": format!("as stream2k with a {size64k}-byte SSE answer: every ~700 bytes of text an Anthropic key, an AWS access key id and secret key, or a GitHub token, split across deltas"),
         "headers": "content-type, anthropic-version, authorization: Bearer <RS256 JWT from the dev IdP> (the same token for every request: jwt-auth's cache is warm)",
     });
 
@@ -528,7 +547,7 @@ impl Bench {
                 let p = self.payload(pn)?.clone();
                 let addr = self.gw(&g)?.listener;
                 load::with_feeder(&self.mock, p.script.as_ref(), || {
-                    load::oha(&self.s.oha, addr, &p, 4, Bound::Count(200))
+                    self.s.loadgen.run(addr, &p, 4, Bound::Secs(1.0))
                 })
                 .with_context(|| format!("warm-up of {g} with {pn}"))?;
             }
@@ -555,7 +574,7 @@ impl Bench {
                 self.gw(variant)?.listener
             };
             load::with_feeder(&self.mock, p.script.as_ref(), || {
-                load::oha(&self.s.oha, addr, &p, c, bound)
+                self.s.loadgen.run(addr, &p, c, bound)
             })
         })();
         match res {
@@ -633,16 +652,24 @@ impl Bench {
     /// Time to first byte of streamed answers, own client, keep-alive, interleaved.
     fn ttfb(&mut self) -> Value {
         let mut out = Vec::new();
-        for pn in ["stream2k", "stream64k"] {
+        for (pn, paced) in [
+            ("stream2k", false),
+            ("stream64k", false),
+            ("stream2k", true),
+            ("stream64k", true),
+        ] {
             for (c, count) in [(1, self.s.ttfb_count_c1), (16, self.s.ttfb_count_c16)] {
                 let mut per_variant: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
                 for rep in 0..self.s.reps {
                     for v in [PASS, CHAIN] {
                         let res = (|| -> Result<load::Ttfb> {
-                            let p = self.payload(pn)?.clone();
+                            let mut p = self.payload(pn)?.clone();
+                            if paced {
+                                p.script = p.script.map(|s| s.delay_ms(PACE_MS));
+                            }
                             let addr = self.gw(v)?.listener;
                             load::with_feeder(&self.mock, p.script.as_ref(), || {
-                                load::ttfb(addr, &p, c, count)
+                                load::ttfb(addr, &p, c, count, paced)
                             })
                         })();
                         match res {
@@ -656,7 +683,9 @@ impl Bench {
                                     "total_p50_us": load::round1(load::quantile(&t.total_us, 0.5)),
                                     "total_p99_us": load::round1(load::quantile(&t.total_us, 0.99)),
                                 });
-                                log(&format!("ttfb {pn} c={c} {v} rep {rep}: {row}"));
+                                log(&format!(
+                                    "ttfb {pn} paced={paced} c={c} {v} rep {rep}: {row}"
+                                ));
                                 per_variant.entry(v).or_default().push(row);
                             }
                             Err(e) => {
@@ -676,7 +705,7 @@ impl Bench {
                         .collect();
                     load::round1(load::median(&xs))
                 };
-                let mut summary = json!({"payload": pn, "concurrency": c});
+                let mut summary = json!({"payload": pn, "concurrency": c, "paced": paced});
                 for v in [PASS, CHAIN] {
                     summary[v] = json!({
                         "head_p50_us": med(v, "head_p50_us"),
@@ -737,6 +766,10 @@ impl Bench {
         let half = self.s.mem_requests / 2;
         let t = Instant::now();
         for target in [warm, half, self.s.mem_requests] {
+            // wrk runs whole seconds, so a step can overshoot: the samples carry the real count
+            if done >= target {
+                continue;
+            }
             let step = target - done;
             for (pn, share) in mix {
                 let n = ((step as f64) * share).round() as u64;
@@ -745,7 +778,7 @@ impl Bench {
                 }
                 let p = self.payload(pn)?.clone();
                 let r = load::with_feeder(&self.mock, p.script.as_ref(), || {
-                    load::oha(&self.s.oha, gw.listener, &p, 16, Bound::Count(n))
+                    self.s.loadgen.run(gw.listener, &p, 16, Bound::Count(n))
                 })
                 .with_context(|| format!("memory phase: {pn} × {n}"))?;
                 done += r.requests;

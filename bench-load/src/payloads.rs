@@ -177,14 +177,11 @@ pub fn agent_headers() -> Vec<(String, String)> {
 /// A GitHub token shape (`ghp_` + 36 alphanumerics, high entropy).
 pub const FAKE_GITHUB_TOKEN: &str = "ghp_R8vQ2mZk7LwX4tNc9HpJ3sYf6BdE1gUa5KoW";
 
-/// The secrets every streamed reply carries (they must come back masked through the chain).
-pub fn secrets() -> [&'static str; 4] {
-    [
-        FAKE_ANTHROPIC_KEY,
-        FAKE_AWS_KEY_ID,
-        FAKE_AWS_SECRET,
-        FAKE_GITHUB_TOKEN,
-    ]
+/// The secrets the streamed replies carry that secret-mask's default rules cover (they must
+/// come back masked through the chain). The replies also carry an AWS secret access key, which
+/// has no prefix to recognise and no built-in rule (docs/secret-mask.md): it passes, as documented.
+pub fn secrets() -> [&'static str; 3] {
+    [FAKE_ANTHROPIC_KEY, FAKE_AWS_KEY_ID, FAKE_GITHUB_TOKEN]
 }
 
 /// Answer text of exactly `len` bytes: paragraphs that each start with a secret-bearing line
