@@ -8,6 +8,7 @@
 
 mod jwt_auth;
 mod key_inject;
+mod prompt_guard;
 mod secret_mask;
 mod stack;
 
