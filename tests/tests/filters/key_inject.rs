@@ -432,3 +432,33 @@ fn require_identity_accepts_identified_callers_and_refuses_anonymous_ones() {
     assert!(out.upstream.is_none());
     assert_eq!(out.client.status, 403);
 }
+
+#[test]
+fn allowed_clusters_check_the_route_cluster() {
+    let config = r#"{"keys":{"default":{"env":"KI_DEFAULT_KEY"}},"default_key":"default","allowed_clusters":["upstream"]}"#;
+    let build = |cluster: &str| {
+        Gateway::builder(&host())
+            .route_cluster(cluster)
+            .filter(spec(config))
+            .build()
+            .unwrap_or_else(|e| panic!("key-inject must configure: {e}"))
+    };
+    let out = build("upstream").run(
+        Request::post("/v1/messages").header("x-api-key", CLIENT_KEY),
+        upstream(),
+    );
+    assert_eq!(injected(&out), (Some(KEY.to_string()), None));
+
+    let mut gw = build("idp");
+    let out = gw.run(
+        Request::post("/v1/messages").header("x-api-key", CLIENT_KEY),
+        upstream(),
+    );
+    assert!(
+        out.upstream.is_none(),
+        "a route to another cluster gets no key"
+    );
+    assert_eq!(out.client.status, 500);
+    assert_eq!(out.client.json()["error"]["type"], "api_error");
+    assert_eq!(gw.metric("tollgate_key_inject_denied_upstream"), Some(1));
+}
