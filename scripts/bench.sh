@@ -20,6 +20,9 @@
 #   BENCH_CRITERION=1      also run `cargo bench -p tollgate-benches` (criterion, through the harness)
 #   BENCH_TARGET_DIR       cargo target dir for the driver and oha (default target/bench-build)
 #
+# `bash scripts/bench.sh --report` re-renders BENCHMARKS.md from target/bench/results.json
+# (e.g. after editing scripts/bench/notes.md) without measuring.
+#
 # Every process the driver starts (Envoys, the IdP) is its child and is killed by pid when it
 # exits; this script kills the driver by pid on Ctrl-C / TERM.
 set -euo pipefail
@@ -83,7 +86,7 @@ driver="$target_dir/release/tollgate-bench-load"
 # --- a quiet machine -----------------------------------------------------------------------
 quick="${BENCH_QUICK:-}"
 wait_load="${BENCH_WAIT_LOAD-1.5}"
-if [[ -z "$quick" || "$quick" == "0" ]] && [[ -n "$wait_load" ]]; then
+if [[ -z "$quick" || "$quick" == "0" ]] && [[ -n "$wait_load" ]] && [[ " $* " != *" --report "* ]]; then
   max="${BENCH_WAIT_MAX:-1200}"
   waited=0
   while :; do
@@ -103,7 +106,7 @@ if [[ -z "$quick" || "$quick" == "0" ]] && [[ -n "$wait_load" ]]; then
 fi
 
 # --- run -----------------------------------------------------------------------------------
-"$driver" &
+"$driver" "$@" &
 driver_pid=$!
 status=0
 wait "$driver_pid" || status=$?

@@ -16,7 +16,10 @@
 //! for memory), `BENCH_SECS`, `BENCH_REPS`, `BENCH_MEM_REQUESTS`, `BENCH_MOCK_WORKERS`,
 //! `BENCH_OUT` (default `target/bench`), `BENCH_REPORT` (the Markdown file; default
 //! `BENCHMARKS.md`, or `$BENCH_OUT/BENCHMARKS.md` in quick mode), `TOLLGATE_OHA` (the oha
-//! binary; default `.tollgate/tools/bin/oha`).
+//! binary; default `.tollgate/tools/bin/oha`), `TOLLGATE_LOADGEN=oha|wrk` (default: oha if
+//! installed, else wrk), `TOLLGATE_WRK`.
+//!
+//! `tollgate-bench-load --report` re-renders the Markdown from an existing `results.json`.
 
 mod gateway;
 mod load;
@@ -162,8 +165,34 @@ struct Bench {
     failures: Vec<String>,
 }
 
+/// `--report`: re-render the Markdown report from an existing `results.json` (after editing
+/// `scripts/bench/notes.md`), without measuring.
+fn report_only(s: &Settings) -> Result<()> {
+    let path = s.out.join("results.json");
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let report = if results["meta"]["quick"].as_bool() == Some(true) {
+        s.out.join("BENCHMARKS.md")
+    } else {
+        s.report.clone()
+    };
+    let notes =
+        std::fs::read_to_string(paths::workspace_root().join("scripts/bench/notes.md")).ok();
+    std::fs::write(&report, report::markdown(&results, notes.as_deref()))?;
+    log(&format!(
+        "wrote {} from {}",
+        report.display(),
+        path.display()
+    ));
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let s = Settings::from_env()?;
+    if std::env::args().any(|a| a == "--report") {
+        return report_only(&s);
+    }
     let t_start = Instant::now();
     for f in paths::FILTERS {
         if paths::try_wasm_path(f).is_none() {
@@ -658,7 +687,13 @@ impl Bench {
             ("stream2k", true),
             ("stream64k", true),
         ] {
-            for (c, count) in [(1, self.s.ttfb_count_c1), (16, self.s.ttfb_count_c16)] {
+            // paced: c=1 only (a new connection per request; at c=16 connection churn dominates)
+            let cs: &[(usize, usize)] = if paced {
+                &[(1, self.s.ttfb_count_c1)]
+            } else {
+                &[(1, self.s.ttfb_count_c1), (16, self.s.ttfb_count_c16)]
+            };
+            for &(c, count) in cs {
                 let mut per_variant: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
                 for rep in 0..self.s.reps {
                     for v in [PASS, CHAIN] {

@@ -166,6 +166,9 @@ pub fn with_targets(mut results: Value) -> Value {
     for (paced, how) in [(true, "paced upstream"), (false, "whole answer at once")] {
         for p in ["stream2k", "stream64k"] {
             for c in [1, 16] {
+                if paced && c != 1 {
+                    continue;
+                }
                 let m = ttfb_case(&results, p, c, paced)
                     .and_then(|s| s["added_first_byte_p50_us"].as_f64());
                 add(
@@ -412,34 +415,39 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
     let _ = writeln!(
         o,
         "The chain built up one filter at a time; *step* is what the last filter added over the \
-         previous line (medians, so steps are approximate and can be negative within noise).\n"
+         previous line (medians, so steps are approximate and can be negative within noise). At \
+         c=16 the one Envoy worker is saturated, so 1/RPS is the worker time one request costs, \
+         and its step is the best per-filter cost figure on a noisy machine.\n"
     );
     for p in ["4k", "agent50k", "stream64k"] {
         let Some(s) = case(r, "filters", p, 16) else {
             continue;
         };
         let _ = writeln!(o, "### {}\n", payload_title(p));
-        let _ = writeln!(o, "| variant | RPS | ratio | p50 | added p50 | step p50 | p99 | added p99 |\n|---|---|---|---|---|---|---|---|");
-        let mut prev: Option<f64> = None;
+        let _ = writeln!(o, "| variant | RPS | ratio | worker µs/request (1/RPS) | step | p50 | added p50 | step p50 | p99 | added p99 |\n|---|---|---|---|---|---|---|---|---|---|");
+        let mut prev: Option<(f64, f64)> = None;
         for v in [PASS, NATIVE, NATIVE_CACHE, JWT, JWT_PG, JWT_PG_KI, CHAIN] {
             let Some(x) = s["variants"].get(v) else {
                 continue;
             };
             let d = &s["vs_passthrough"][v];
             let p50 = f(&x["p50_us"]);
-            let step = if v.starts_with("native") || v == PASS {
-                "".to_string()
-            } else {
-                prev.map(|pr| us(&json!(p50 - pr))).unwrap_or_default()
+            let cpu = 1e6 / f(&x["rps"]);
+            let (step_cpu, step_p50) = match prev {
+                Some((pc, pp)) if !v.starts_with("native") && v != PASS => {
+                    (us(&json!(cpu - pc)), us(&json!(p50 - pp)))
+                }
+                _ => (String::new(), String::new()),
             };
             if !v.starts_with("native") {
-                prev = Some(p50);
+                prev = Some((cpu, p50));
             }
             let _ = writeln!(
                 o,
-                "| {v} | {} | {} | {} | {} | {step} | {} | {} |",
+                "| {v} | {} | {} | {} | {step_cpu} | {} | {} | {step_p50} | {} | {} |",
                 num(&x["rps"]),
                 ratio(&d["rps_ratio"]),
+                us(&json!(cpu)),
                 us(&x["p50_us"]),
                 us(&d["added_p50_us"]),
                 us(&x["p99_us"]),
@@ -451,7 +459,7 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
 
     // Mock ceiling
     let _ = writeln!(o, "## The mock upstream's own ceiling\n");
-    let _ = writeln!(o, "oha straight at the mock, c=64 (median RPS), next to the best passthrough RPS through Envoy:\n");
+    let _ = writeln!(o, "The load generator straight at the mock, c=64 (median RPS), next to the best passthrough RPS through Envoy:\n");
     let _ = writeln!(
         o,
         "| payload | mock alone RPS | p50 | passthrough RPS (best c) |\n|---|---|---|---|"
