@@ -36,9 +36,16 @@ fn done(result: Result<(), Status>) -> Ret {
 
 // ---- guest memory -------------------------------------------------------------------------
 
+/// The guest's memory, looked up once per VM.
 fn memory(cx: &mut Cx<'_>) -> Result<wasmtime::Memory, Status> {
+    if let Some(memory) = cx.data().memory {
+        return Ok(memory);
+    }
     match cx.get_export("memory") {
-        Some(Extern::Memory(m)) => Ok(m),
+        Some(Extern::Memory(m)) => {
+            cx.data_mut().memory = Some(m);
+            Ok(m)
+        }
         _ => Err(Status::InternalFailure),
     }
 }
@@ -80,11 +87,18 @@ fn write_u64(cx: &mut Cx<'_>, ptr: i32, value: u64) -> Result<(), Status> {
 
 /// Copies `data` into memory the guest allocates, and writes its address and size.
 fn hand_over(cx: &mut Cx<'_>, data: &[u8], ret_ptr: i32, ret_size: i32) -> Result<(), Status> {
-    let alloc = match cx.get_export("proxy_on_memory_allocate") {
-        Some(Extern::Func(f)) => f
-            .typed::<u32, u32>(&*cx)
-            .map_err(|_| Status::InternalFailure)?,
-        _ => return Err(Status::InternalFailure),
+    let alloc = match cx.data().allocate.clone() {
+        Some(alloc) => alloc,
+        None => {
+            let alloc = match cx.get_export("proxy_on_memory_allocate") {
+                Some(Extern::Func(f)) => f
+                    .typed::<u32, u32>(&*cx)
+                    .map_err(|_| Status::InternalFailure)?,
+                _ => return Err(Status::InternalFailure),
+            };
+            cx.data_mut().allocate = Some(alloc.clone());
+            alloc
+        }
     };
     let size = u32::try_from(data.len()).map_err(|_| Status::BadArgument)?;
     let addr = alloc
@@ -708,9 +722,20 @@ fn define_metric(mut cx: Cx<'_>, kind: i32, name_ptr: i32, name_len: i32, ret_id
         let id = {
             let state = cx.data();
             let mut world = state.world();
-            world.metric_values.entry(name.clone()).or_default();
-            world.metrics.push(crate::world::Metric { name, kind });
-            world.metrics.len() - 1
+            // Defining the same metric again yields the same id, so defining per request
+            // does not grow the host.
+            match world
+                .metrics
+                .iter()
+                .position(|m| m.name == name && m.kind == kind)
+            {
+                Some(id) => id,
+                None => {
+                    world.metric_values.entry(name.clone()).or_default();
+                    world.metrics.push(crate::world::Metric { name, kind });
+                    world.metrics.len() - 1
+                }
+            }
         };
         write_u32(&mut cx, ret_id, id as u32)
     });

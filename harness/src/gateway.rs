@@ -354,6 +354,8 @@ impl Gateway {
             stderr,
             stdout_read: 0,
             stderr_read: 0,
+            memory: None,
+            allocate: None,
         };
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limits as &mut dyn ResourceLimiter);

@@ -84,6 +84,9 @@ pub(crate) struct VmState {
     pub stderr: MemoryOutputPipe,
     pub stdout_read: usize,
     pub stderr_read: usize,
+    /// The guest's memory and allocator, cached on first use.
+    pub memory: Option<wasmtime::Memory>,
+    pub allocate: Option<TypedFunc<u32, u32>>,
 }
 
 impl VmState {
