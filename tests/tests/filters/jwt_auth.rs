@@ -653,3 +653,192 @@ fn last_good_keys_survive_an_outage_for_the_grace_period_only() {
             >= 1
     );
 }
+
+/// Every other configuration error of the compile step, each with its field path, through the
+/// real `.wasm` (the unit tests in `filters/jwt-auth/src/config_tests.rs` cover the same set).
+#[test]
+fn every_configuration_error_names_its_field() {
+    let f = fixtures();
+    let jwks = f["jwks"].clone();
+    let prov = |patch: Value| {
+        let mut p = json!({"issuer": "https://idp.test", "jwks": jwks.clone()});
+        for (k, v) in patch.as_object().expect("object") {
+            if v.is_null() {
+                p.as_object_mut().expect("object").remove(k);
+            } else {
+                p[k] = v.clone();
+            }
+        }
+        json!({"providers": [p]})
+    };
+    let with = |extra: Value| {
+        let mut c = json!({"providers": [{"issuer": "https://idp.test", "jwks": jwks.clone()}]});
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let remote =
+        |r: Value| json!({"providers": [{"issuer": "https://idp.test", "remote_jwks": r}]});
+    let cases = vec![
+        (
+            prov(json!({"issuer": ""})),
+            "providers[0].issuer: must not be empty",
+        ),
+        (
+            prov(json!({"name": ""})),
+            "providers[0].name: must not be empty",
+        ),
+        (
+            prov(json!({"algorithms": []})),
+            "providers[0].algorithms: must not be empty",
+        ),
+        (
+            prov(json!({"algorithms": ["ES256", "HS256"]})),
+            "providers[0].algorithms: HS256 needs hs256_secret_env",
+        ),
+        (
+            prov(json!({"jwks": {"keys": []}})),
+            "providers[0].jwks: JWKS has no usable key",
+        ),
+        (
+            prov(json!({"remote_jwks": {"cluster": "idp", "path": "/jwks"}})),
+            "providers[0].remote_jwks: jwks and remote_jwks are exclusive",
+        ),
+        (
+            prov(json!({"clock_skew_s": 900})),
+            "providers[0].clock_skew_s: at most 300 seconds",
+        ),
+        (
+            prov(json!({"max_lifetime_s": 0})),
+            "providers[0].max_lifetime_s: must be positive",
+        ),
+        (
+            prov(json!({"audiences": [""]})),
+            "providers[0].audiences[0]: must not be empty",
+        ),
+        (
+            prov(json!({"required_claims": [""]})),
+            "providers[0].required_claims[0]: must not be empty",
+        ),
+        (
+            prov(json!({"subject_claim": ""})),
+            "providers[0].subject_claim: must not be empty",
+        ),
+        (
+            prov(json!({"group_claims": [""]})),
+            "providers[0].group_claims[0]: must not be empty",
+        ),
+        (
+            prov(json!({"hs256_kid": "k"})),
+            "providers[0].hs256_kid: set without hs256_secret_env",
+        ),
+        (
+            prov(json!({"hs256_secret_env": SECRET_ENV})),
+            "providers[0].hs256_secret_env: set, but HS256 is not in algorithms",
+        ),
+        (
+            prov(json!({"forward_claims": [{"claim": "e", "header": "X-E"}]})),
+            "providers[0].forward_claims[0].header: \"X-E\" is not a lowercase header name",
+        ),
+        (
+            prov(json!({"forward_claims": [{"claim": "e", "header": "authorization"}]})),
+            "providers[0].forward_claims[0].header: \"authorization\" cannot carry a claim",
+        ),
+        (
+            prov(json!({"forward_claims": [{"claim": "", "header": "x-e"}]})),
+            "providers[0].forward_claims[0].claim: must not be empty",
+        ),
+        (
+            remote(json!({"cluster": ""  , "path": "/j"})),
+            "providers[0].remote_jwks.cluster: must name an Envoy cluster",
+        ),
+        (
+            remote(json!({"cluster": "idp"})),
+            "providers[0].remote_jwks: one of path or discovery is required",
+        ),
+        (
+            remote(json!({"cluster": "idp", "path": "jwks"})),
+            "providers[0].remote_jwks.path: must start with '/'",
+        ),
+        (
+            remote(json!({"cluster": "idp", "path": "/j", "discovery": true})),
+            "providers[0].remote_jwks.path: path and discovery are exclusive",
+        ),
+        (
+            remote(json!({"cluster": "idp", "path": "/j", "timeout_ms": 0})),
+            "providers[0].remote_jwks.timeout_ms: must be between 1 and 60000",
+        ),
+        (
+            remote(json!({"cluster": "idp", "path": "/j", "ttl_s": 0})),
+            "providers[0].remote_jwks.ttl_s: must be positive",
+        ),
+        (
+            remote(json!({"cluster": "idp", "path": "/j", "min_refetch_interval_s": 0})),
+            "providers[0].remote_jwks.min_refetch_interval_s: must be positive",
+        ),
+        (
+            json!({"providers": [{"issuer": "urn:x", "remote_jwks": {"cluster": "idp", "path": "/j"}}]}),
+            "providers[0].remote_jwks.authority: required when the issuer is not an http(s) URL",
+        ),
+        (
+            with(json!({"max_token_bytes": 10})),
+            "max_token_bytes: must be between 256 and 65536",
+        ),
+        (
+            with(json!({"from_headers": []})),
+            "from_headers: must not be empty",
+        ),
+        (
+            with(json!({"from_headers": [{"header": "Authorization"}]})),
+            "from_headers[0].header: \"Authorization\" is not a lowercase header name",
+        ),
+        (
+            with(json!({"from_headers": [{"header": "x-a"}, {"header": "x-a"}]})),
+            "from_headers[1].header: listed twice",
+        ),
+        (
+            with(json!({"cache": {"max_entries": 2000000}})),
+            "cache.max_entries: at most 1000000",
+        ),
+        (
+            with(json!({"cache": {"max_age_s": 0}})),
+            "cache.max_age_s: must be positive",
+        ),
+        (
+            with(json!({"rules": [{"anonymous": true}]})),
+            "rules[0]: exactly one of exact or prefix is required",
+        ),
+        (
+            with(json!({"rules": [{"exact": "a"}]})),
+            "rules[0].exact: must start with '/'",
+        ),
+        (
+            with(json!({"rules": [{"prefix": "/a?b"}]})),
+            "rules[0].prefix: paths are matched without query or fragment",
+        ),
+        (
+            with(json!({"rules": [{"exact": "/a", "anonymous": true, "deny": true}]})),
+            "rules[0].deny: anonymous and deny are exclusive",
+        ),
+        (
+            with(json!({"rules": [{"exact": "/a", "anonymous": true, "groups_any": ["g"]}]})),
+            "rules[0].groups_any: groups_any/providers need a token",
+        ),
+        (
+            with(json!({"rules": [{"exact": "/a", "groups_any": [""]}]})),
+            "rules[0].groups_any[0]: must not be empty",
+        ),
+        (
+            with(json!({"unmatched": "allow"})),
+            "unmatched: unknown variant `allow`",
+        ),
+        (
+            json!({"providers": [{"issuer": "a", "jwks": f["jwks"]}, {"issuer": "a", "jwks": f["jwks"]}]}),
+            "providers[1].issuer: duplicate issuer (also providers[0])",
+        ),
+    ];
+    for (config, needle) in cases {
+        assert_config_error_env(config, needle, Some(&secret()));
+    }
+}
