@@ -28,6 +28,8 @@ pub struct Payload {
     pub body: Vec<u8>,
     /// The scripted reply for streaming cases (the feeder queues it per request).
     pub script: Option<Script>,
+    /// The text of the streamed answer (what the client reassembles from the deltas).
+    pub stream_text: Option<String>,
 }
 
 /// Bounds of one oha run.

@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tollgate_mock::api::{FAKE_ANTHROPIC_KEY, FAKE_AWS_KEY_ID, FAKE_AWS_SECRET};
-use tollgate_mock::{sse_events, Reply};
+use tollgate_mock::{sse_event_list, sse_events, Reply, Script, ScriptBody, SSE_CONTENT_TYPE};
 
 /// Benign technical prose (nothing a deny-list rule should match), cycled to any length.
 const SENTENCES: [&str; 12] = [
@@ -223,6 +223,31 @@ pub fn stream_reply(target: usize) -> Result<(Reply, usize)> {
         len = ((len as f64) / err).max(16.0) as usize;
     }
     bail!("could not size a stream reply to {target} bytes")
+}
+
+/// The mock script for a streamed reply: the reply's SSE events rendered once (the same bytes the
+/// mock renders for a `stream` script), sent as a raw `text/event-stream` body cut at event
+/// boundaries, so the mock does not re-serialize hundreds of events per request.
+/// With `min_chunk` > 0, consecutive events are grouped into network chunks of at least that
+/// many bytes (still cut between events), as TCP coalesces events sent back to back.
+pub fn raw_stream_script(reply: &Reply, min_chunk: usize) -> Result<Script> {
+    let events = sse_event_list(reply);
+    let mut cuts = Vec::with_capacity(events.len());
+    let mut offset = 0;
+    let mut last_cut = 0;
+    for e in events.iter().take(events.len().saturating_sub(1)) {
+        offset += e.len();
+        if offset - last_cut >= min_chunk {
+            cuts.push(offset);
+            last_cut = offset;
+        }
+    }
+    let body = String::from_utf8(events.concat()).context("SSE events are UTF-8")?;
+    Ok(Script::new(ScriptBody::Raw {
+        body,
+        content_type: SSE_CONTENT_TYPE.to_string(),
+    })
+    .boundaries(cuts))
 }
 
 /// The shipped prompt-guard policy grown to `total` rules: the shipped rules first, then a
