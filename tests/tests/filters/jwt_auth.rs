@@ -546,6 +546,13 @@ fn remote_keys_are_fetched_on_first_use_and_waiting_requests_resume() {
         Some("idp.test")
     );
     assert_eq!(gw.metric("tollgate_jwt_auth_jwks_fetch_ok"), Some(1));
+    // The fetched JWKS is published for the other workers: fetch time (8 bytes) + document.
+    let (shared, _) = gw
+        .shared_data("jwt-auth", "tollgate.jwt_auth.jwks.https://idp.test")
+        .expect("keys shared with the other workers");
+    assert_eq!(&shared[8..], jwks("jwks").as_slice());
+    let at = u64::from_be_bytes(shared[..8].try_into().expect("8 bytes"));
+    assert_eq!(at, fixtures()["now"].as_u64().expect("now"));
 }
 
 #[test]
