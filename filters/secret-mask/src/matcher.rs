@@ -78,6 +78,8 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// For each byte, the rules that may start a match with it.
     by_first: Vec<Vec<u16>>,
+    /// Whether any rule may start with the byte (the hot loop's first test).
+    starts: [bool; 256],
     max_window: usize,
     replacement: Replacement,
 }
@@ -93,9 +95,14 @@ impl RuleSet {
             }
         }
         let max_window = rules.iter().map(|r| r.window).max().unwrap_or(1);
+        let mut starts = [false; 256];
+        for (slot, list) in starts.iter_mut().zip(&by_first) {
+            *slot = !list.is_empty();
+        }
         RuleSet {
             rules,
             by_first,
+            starts,
             max_window,
             replacement,
         }
@@ -112,7 +119,7 @@ impl RuleSet {
 
     /// Masks a complete text in one go. Returns `None` when nothing was masked.
     pub fn mask_once(self: &Rc<Self>, text: &[u8], stats: &mut Stats) -> Option<Vec<u8>> {
-        if !text.iter().any(|&b| !self.by_first[b as usize].is_empty()) {
+        if !text.iter().any(|&b| self.starts[b as usize]) {
             return None;
         }
         let before = stats.total();
@@ -213,11 +220,15 @@ impl StreamMasker {
         let mut p = self.scan;
         let mut blocked = None;
         while p < buf.len() {
-            let candidates = &rules.by_first[buf[p] as usize];
-            if candidates.is_empty() {
-                p += 1;
-                continue;
+            // Skip bytes no rule can start with.
+            match buf[p..].iter().position(|&b| rules.starts[b as usize]) {
+                Some(skip) => p += skip,
+                None => {
+                    p = buf.len();
+                    break;
+                }
             }
+            let candidates = &rules.by_first[buf[p] as usize];
             let prev = if p == 0 { self.prev } else { Some(buf[p - 1]) };
             let mut best: Option<(usize, usize)> = None; // (len, rule)
             let mut need_more = false;
