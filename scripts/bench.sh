@@ -11,7 +11,7 @@
 #   4. optionally (BENCH_CRITERION=1) the criterion benches of the filters through the harness.
 #
 # Environment:
-#   BENCH_QUICK=1          ~2-minute smoke run (1 repetition, short runs); writes
+#   BENCH_QUICK=1          ~3-minute smoke run (1 repetition, short runs); writes
 #                          target/bench/BENCHMARKS.md instead of ./BENCHMARKS.md
 #   BENCH_SECS, BENCH_REPS, BENCH_MEM_REQUESTS, BENCH_MOCK_WORKERS, BENCH_OUT, BENCH_REPORT
 #                          see bench-load/src/main.rs

@@ -12,7 +12,7 @@
 //! this binary's own client. Envoy's memory is sampled after 0, 50k and 100k requests through a
 //! fresh chain. Results: `target/bench/results.json` and `BENCHMARKS.md` (see `report`).
 //!
-//! Settings (environment): `BENCH_QUICK=1` (smoke run: 1 repetition, short runs, 10k requests
+//! Settings (environment): `BENCH_QUICK=1` (~3-minute smoke run: 1 repetition, short runs, 10k requests
 //! for memory), `BENCH_SECS`, `BENCH_REPS`, `BENCH_MEM_REQUESTS`, `BENCH_MOCK_WORKERS`,
 //! `BENCH_OUT` (default `target/bench`), `BENCH_REPORT` (the Markdown file; default
 //! `BENCHMARKS.md`, or `$BENCH_OUT/BENCHMARKS.md` in quick mode), `TOLLGATE_OHA` (the oha
