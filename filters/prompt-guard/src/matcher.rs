@@ -46,27 +46,31 @@ impl PatternSet {
     pub fn new(patterns: &[String]) -> Result<Self, PatternError> {
         #[cfg(feature = "regex")]
         {
-            for (index, p) in patterns.iter().enumerate() {
-                regex::RegexBuilder::new(p)
-                    .size_limit(SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| PatternError {
-                        index,
-                        message: e.to_string(),
-                    })?;
-            }
             let set = regex::RegexSetBuilder::new(patterns)
                 .size_limit(SIZE_LIMIT.saturating_mul(4))
                 .dfa_size_limit(SIZE_LIMIT)
-                .build()
-                .map_err(|e| PatternError {
-                    index: 0,
-                    message: format!("the rules together are too large: {e}"),
-                })?;
-            Ok(PatternSet {
-                set,
-                len: patterns.len(),
-            })
+                .build();
+            match set {
+                Ok(set) => Ok(PatternSet {
+                    set,
+                    len: patterns.len(),
+                }),
+                // Only on failure compile the patterns one by one, to name the culprit.
+                Err(set_error) => {
+                    for (index, p) in patterns.iter().enumerate() {
+                        if let Err(e) = regex::RegexBuilder::new(p).size_limit(SIZE_LIMIT).build() {
+                            return Err(PatternError {
+                                index,
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                    Err(PatternError {
+                        index: 0,
+                        message: format!("the rules together are too large: {set_error}"),
+                    })
+                }
+            }
         }
         #[cfg(all(feature = "lite", not(feature = "regex")))]
         {
