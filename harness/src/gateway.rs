@@ -498,7 +498,7 @@ impl Gateway {
             logs_from,
             callouts_from,
         };
-        let frames = frames(&request.chunks, request.trailers.is_some());
+        let frames = frames(request.chunks, request.trailers.is_some());
         self.streams.insert(id, run);
         self.with_run(id, |gw, run| {
             if n == 0 {
@@ -859,7 +859,7 @@ impl Gateway {
             if matches!(leg.stopped, Stop::Headers | Stop::Trailers) {
                 return moved;
             }
-            let Some(frame) = leg.queue.pop_front() else {
+            let Some(mut frame) = leg.queue.pop_front() else {
                 return moved;
             };
             moved = true;
@@ -874,7 +874,7 @@ impl Gateway {
                 self.forward(run, sid, direction, i, frame);
                 continue;
             };
-            let (action, body_end) = match &frame {
+            let (action, body_end) = match &mut frame {
                 Frame::Headers { end } => {
                     let count = {
                         let world = self.world();
@@ -906,7 +906,7 @@ impl Gateway {
                     if leg.stopped == Stop::Body {
                         leg.buffer.extend_from_slice(bytes);
                     } else {
-                        leg.buffer = bytes.clone();
+                        leg.buffer = std::mem::take(bytes);
                     }
                     let size = leg.buffer.len() as u32;
                     self.set_body(sid, direction, Some(std::mem::take(&mut leg.buffer)));
@@ -1133,15 +1133,17 @@ impl Gateway {
     }
 
     fn upstream_responds(&mut self, run: &mut StreamRun, sid: StreamId) {
-        let script = run.upstream_script.clone();
+        // The upstream answers once: its script is used up here.
+        let script = std::mem::replace(&mut run.upstream_script, Upstream::new(200));
+        let trailers = script.trailers.is_some();
         {
             let mut world = self.world();
             if let Some(data) = world.streams.get_mut(&sid) {
-                data.response_headers = Some(script.headers.clone());
-                data.response_trailers = script.trailers.clone();
+                data.response_headers = Some(script.headers);
+                data.response_trailers = script.trailers;
             }
         }
-        let frames = frames(&script.chunks, script.trailers.is_some());
+        let frames = frames(script.chunks, trailers);
         self.send_response(run, sid, frames);
     }
 
@@ -1364,14 +1366,14 @@ impl Gateway {
 /// The frames of a message as Envoy's HTTP/1 codec delivers them: headers, each chunk without
 /// end of stream, then an empty chunk that ends the stream (or trailers). A message without a
 /// body ends at its headers.
-fn frames(chunks: &[Vec<u8>], trailers: bool) -> Vec<Frame> {
+fn frames(chunks: Vec<Vec<u8>>, trailers: bool) -> Vec<Frame> {
     let empty = chunks.iter().all(Vec::is_empty);
     let mut frames = vec![Frame::Headers {
         end: empty && !trailers,
     }];
-    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
         frames.push(Frame::Data {
-            bytes: chunk.clone(),
+            bytes: chunk,
             end: false,
         });
     }
