@@ -241,7 +241,7 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
             ""
         }
     );
-    let _ = writeln!(o, "Reproduce: **`make bench`** (about 13 minutes of measuring, after the one-time build of the \
+    let _ = writeln!(o, "Reproduce: **`make bench`** (about 10 minutes of measuring, after the one-time build of the \
          driver and `cargo install` of oha; `BENCH_QUICK=1 make bench` for a ~3-minute smoke run; \
          `bash scripts/bench.sh --report` re-renders this file from `results.json`).\n");
 
