@@ -250,6 +250,16 @@ struct StreamRun {
     callouts_from: usize,
 }
 
+impl StreamRun {
+    /// One filter's leg of one direction.
+    fn leg(&mut self, direction: Direction, filter: usize) -> &mut Leg {
+        match direction {
+            Direction::Request => &mut self.request[filter],
+            Direction::Response => &mut self.response[filter],
+        }
+    }
+}
+
 /// What a callback asked for besides its return value.
 struct Effects {
     vm: usize,
@@ -773,10 +783,7 @@ impl Gateway {
 
     /// Continues a stopped leg: what it held goes on to the next filter.
     fn unstop(&mut self, run: &mut StreamRun, sid: StreamId, filter: usize, direction: Direction) {
-        let leg = match direction {
-            Direction::Request => &mut run.request[filter],
-            Direction::Response => &mut run.response[filter],
-        };
+        let leg = run.leg(direction, filter);
         match std::mem::take(&mut leg.stopped) {
             Stop::No => {}
             Stop::Headers => {
@@ -852,10 +859,7 @@ impl Gateway {
             if run.complete {
                 return moved;
             }
-            let leg = match direction {
-                Direction::Request => &mut run.request[i],
-                Direction::Response => &mut run.response[i],
-            };
+            let leg = run.leg(direction, i);
             if matches!(leg.stopped, Stop::Headers | Stop::Trailers) {
                 return moved;
             }
@@ -876,15 +880,7 @@ impl Gateway {
             };
             let (action, body_end) = match &mut frame {
                 Frame::Headers { end } => {
-                    let count = {
-                        let world = self.world();
-                        let data = world.streams.get(&sid);
-                        data.and_then(|d| match direction {
-                            Direction::Request => d.request_headers.as_ref(),
-                            Direction::Response => d.response_headers.as_ref(),
-                        })
-                        .map_or(0, HeaderMap::len) as u32
-                    };
+                    let count = self.map_len(sid, direction, false);
                     let end_flag = u32::from(*end);
                     let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
                         let f = match direction {
@@ -899,10 +895,7 @@ impl Gateway {
                     (result, *end)
                 }
                 Frame::Data { bytes, end } => {
-                    let leg = match direction {
-                        Direction::Request => &mut run.request[i],
-                        Direction::Response => &mut run.response[i],
-                    };
+                    let leg = run.leg(direction, i);
                     if leg.stopped == Stop::Body {
                         leg.buffer.extend_from_slice(bytes);
                     } else {
@@ -922,23 +915,12 @@ impl Gateway {
                         }
                     });
                     let body = self.set_body(sid, direction, None).unwrap_or_default();
-                    let leg = match direction {
-                        Direction::Request => &mut run.request[i],
-                        Direction::Response => &mut run.response[i],
-                    };
+                    let leg = run.leg(direction, i);
                     leg.buffer = body;
                     (result, *end)
                 }
                 Frame::Trailers => {
-                    let count = {
-                        let world = self.world();
-                        let data = world.streams.get(&sid);
-                        data.and_then(|d| match direction {
-                            Direction::Request => d.request_trailers.as_ref(),
-                            Direction::Response => d.response_trailers.as_ref(),
-                        })
-                        .map_or(0, HeaderMap::len) as u32
-                    };
+                    let count = self.map_len(sid, direction, true);
                     let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
                         let f = match direction {
                             Direction::Request => &e.on_request_trailers,
@@ -980,10 +962,7 @@ impl Gateway {
                 self.apply_reset(run, sid);
                 return moved;
             }
-            let leg = match direction {
-                Direction::Request => &mut run.request[i],
-                Direction::Response => &mut run.response[i],
-            };
+            let leg = run.leg(direction, i);
             let paused = action == 1;
             match (frame, paused) {
                 (Frame::Headers { end }, false) => {
@@ -1029,6 +1008,21 @@ impl Gateway {
                 self.unstop(run, sid, i, dir);
             }
         }
+    }
+
+    /// How many headers (or trailers) a callback is told about.
+    fn map_len(&self, sid: StreamId, direction: Direction, trailers: bool) -> u32 {
+        let world = self.world();
+        let Some(data) = world.streams.get(&sid) else {
+            return 0;
+        };
+        let map = match (direction, trailers) {
+            (Direction::Request, false) => data.request_headers.as_ref(),
+            (Direction::Request, true) => data.request_trailers.as_ref(),
+            (Direction::Response, false) => data.response_headers.as_ref(),
+            (Direction::Response, true) => data.response_trailers.as_ref(),
+        };
+        map.map_or(0, HeaderMap::len) as u32
     }
 
     fn set_body(
