@@ -758,35 +758,43 @@ fn get_metric(mut cx: Cx<'_>, id: i32, ret_value: i32) -> Ret {
     done(result)
 }
 
-fn record_metric(cx: Cx<'_>, id: i32, value: i64) -> Ret {
+/// Applies `update` to metric `id`'s value (NotFound for an unknown id).
+fn update_metric(
+    cx: Cx<'_>,
+    id: i32,
+    update: impl FnOnce(MetricKind, &mut crate::world::MetricValue) -> Result<(), Status>,
+) -> Ret {
     let state = cx.data();
     let mut world = state.world();
     let Some((kind, name)) = world.metric_kind(id as u32) else {
         return done(Err(Status::NotFound));
     };
-    let entry = world.metric_values.entry(name).or_default();
-    match kind {
-        MetricKind::Counter => entry.value = entry.value.wrapping_add(value as u64),
-        MetricKind::Gauge => entry.value = value as u64,
-        MetricKind::Histogram => entry.samples.push(value as u64),
-    }
-    done(Ok(()))
+    done(update(kind, world.metric_values.entry(name).or_default()))
+}
+
+fn record_metric(cx: Cx<'_>, id: i32, value: i64) -> Ret {
+    update_metric(cx, id, |kind, entry| {
+        match kind {
+            MetricKind::Counter => entry.value = entry.value.wrapping_add(value as u64),
+            MetricKind::Gauge => entry.value = value as u64,
+            MetricKind::Histogram => entry.samples.push(value as u64),
+        }
+        Ok(())
+    })
 }
 
 fn increment_metric(cx: Cx<'_>, id: i32, offset: i64) -> Ret {
-    let state = cx.data();
-    let mut world = state.world();
-    let Some((kind, name)) = world.metric_kind(id as u32) else {
-        return done(Err(Status::NotFound));
-    };
-    let entry = world.metric_values.entry(name).or_default();
-    match kind {
-        // Counters only go up.
-        MetricKind::Counter if offset > 0 => entry.value = entry.value.wrapping_add(offset as u64),
-        MetricKind::Gauge => entry.value = (entry.value as i64).wrapping_add(offset) as u64,
-        _ => return done(Err(Status::BadArgument)),
-    }
-    done(Ok(()))
+    update_metric(cx, id, |kind, entry| {
+        match kind {
+            // Counters only go up.
+            MetricKind::Counter if offset > 0 => {
+                entry.value = entry.value.wrapping_add(offset as u64)
+            }
+            MetricKind::Gauge => entry.value = (entry.value as i64).wrapping_add(offset) as u64,
+            _ => return Err(Status::BadArgument),
+        }
+        Ok(())
+    })
 }
 
 // ---- logging, time, ticks ------------------------------------------------------------------
