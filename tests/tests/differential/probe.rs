@@ -86,8 +86,10 @@ fn scenarios() -> Vec<Scenario> {
         )
         .client_headers(&["content-length"]),
         Scenario::new(
-            "local reply at request body",
-            Req::post("/v1/messages", messages(false)).probe("reply-on-body:400"),
+            // Buffered: without the pause the body has already gone upstream when the reply is
+            // sent, and whether the upstream saw it complete is a race in Envoy.
+            "local reply at buffered request body",
+            Req::post("/v1/messages", messages(false)).probe("buffer-request; reply-on-body:400"),
             None,
         ),
         Scenario::new(
