@@ -7,13 +7,19 @@
 //! for RS256 and PS256, say) — never across families, so an RSA key can never become an HMAC
 //! secret. Symmetric (`oct`) entries are refused: HMAC secrets only come from the environment.
 //! Unusable entries are skipped and counted; a set with no usable key is an error.
+//!
+//! RSA keys are parsed and policy-checked by jwt-simple (`from_jwk`: 2048–4096 bits, e = 65537)
+//! and then verified with tollgate's own RSA code ([`crate::rsa`], several times faster in
+//! wasm than jwt-simple's pure-Rust backend); EC, EdDSA and HMAC keys verify with jwt-simple.
 
 use std::fmt;
 
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::json::{parse_strict, StrictJsonError};
+use crate::rsa::{Hash, Padding, RsaPublicKey};
 
 /// Largest JWKS document accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -105,10 +111,9 @@ impl fmt::Display for Alg {
 #[derive(Clone)]
 pub enum VerifyKey {
     HS256(HS256Key),
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
+    /// RS256, RS384, RS512 or PS256 (the `Alg`, fixed when the key is loaded), verified by
+    /// [`crate::rsa`].
+    Rsa(RsaAlg, RsaPublicKey),
     ES256(ES256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
@@ -125,30 +130,42 @@ impl VerifyKey {
     pub fn alg(&self) -> Alg {
         match self {
             VerifyKey::HS256(_) => Alg::HS256,
-            VerifyKey::RS256(_) => Alg::RS256,
-            VerifyKey::RS384(_) => Alg::RS384,
-            VerifyKey::RS512(_) => Alg::RS512,
-            VerifyKey::PS256(_) => Alg::PS256,
+            VerifyKey::Rsa(alg, _) => alg.alg(),
             VerifyKey::ES256(_) => Alg::ES256,
             VerifyKey::ES384(_) => Alg::ES384,
             VerifyKey::EdDSA(_) => Alg::EdDSA,
         }
     }
 
-    /// Checks the signature (and jwt-simple's own claim checks under `options`) with this
-    /// key's algorithm; jwt-simple refuses a token whose `alg` names another one.
+    /// Checks the signature of `token`, whose header names `header_alg`, with this key's
+    /// algorithm: a token naming another algorithm never verifies. jwt-simple keys also apply
+    /// jwt-simple's own claim checks under `options`; RSA keys check the signature only (the
+    /// verifier checks the claims itself, before any key is used).
     pub fn verify(
         &self,
         token: &str,
+        header_alg: Alg,
         options: VerificationOptions,
     ) -> Result<(), jwt_simple::Error> {
+        if header_alg != self.alg() {
+            return Err(jwt_simple::Error::msg("algorithm mismatch"));
+        }
         let options = Some(options);
         match self {
             VerifyKey::HS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyKey::RS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyKey::RS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyKey::RS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyKey::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyKey::Rsa(alg, key) => {
+                let (hash, padding) = alg.scheme();
+                let (input, signature) = token
+                    .rsplit_once('.')
+                    .ok_or_else(|| jwt_simple::Error::msg("not a compact JWS"))?;
+                let signature = Base64UrlSafeNoPadding::decode_to_vec(signature, None)
+                    .map_err(|_| jwt_simple::Error::msg("bad signature encoding"))?;
+                if key.verify(hash, padding, input.as_bytes(), &signature) {
+                    Ok(())
+                } else {
+                    Err(jwt_simple::Error::msg("invalid signature"))
+                }
+            }
             VerifyKey::ES256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
@@ -158,10 +175,10 @@ impl VerifyKey {
     /// Builds a key for `alg` from one JWK (as JSON text), with jwt-simple's strict checks.
     fn from_jwk(alg: Alg, jwk: &str) -> Result<VerifyKey, jwt_simple::Error> {
         Ok(match alg {
-            Alg::RS256 => VerifyKey::RS256(RS256PublicKey::from_jwk(jwk)?),
-            Alg::RS384 => VerifyKey::RS384(RS384PublicKey::from_jwk(jwk)?),
-            Alg::RS512 => VerifyKey::RS512(RS512PublicKey::from_jwk(jwk)?),
-            Alg::PS256 => VerifyKey::PS256(PS256PublicKey::from_jwk(jwk)?),
+            Alg::RS256 => rsa_key(RsaAlg::RS256, RS256PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::RS384 => rsa_key(RsaAlg::RS384, RS384PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::RS512 => rsa_key(RsaAlg::RS512, RS512PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::PS256 => rsa_key(RsaAlg::PS256, PS256PublicKey::from_jwk(jwk)?.to_components())?,
             Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
             Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
             Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
@@ -172,6 +189,42 @@ impl VerifyKey {
             }
         })
     }
+}
+
+/// The RSA algorithms (a [`VerifyKey::Rsa`] holds exactly one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaAlg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+}
+
+impl RsaAlg {
+    pub fn alg(self) -> Alg {
+        match self {
+            RsaAlg::RS256 => Alg::RS256,
+            RsaAlg::RS384 => Alg::RS384,
+            RsaAlg::RS512 => Alg::RS512,
+            RsaAlg::PS256 => Alg::PS256,
+        }
+    }
+
+    pub fn scheme(self) -> (Hash, Padding) {
+        match self {
+            RsaAlg::RS256 => (Hash::Sha256, Padding::Pkcs1v15),
+            RsaAlg::RS384 => (Hash::Sha384, Padding::Pkcs1v15),
+            RsaAlg::RS512 => (Hash::Sha512, Padding::Pkcs1v15),
+            RsaAlg::PS256 => (Hash::Sha256, Padding::Pss),
+        }
+    }
+}
+
+/// An RSA verification key from the components jwt-simple validated, re-checked by
+/// [`RsaPublicKey::new`] (odd modulus of 2048–4096 bits, sane exponent).
+fn rsa_key(alg: RsaAlg, c: RSAPublicKeyComponents) -> Result<VerifyKey, jwt_simple::Error> {
+    let key = RsaPublicKey::new(&c.n, &c.e).map_err(jwt_simple::Error::new)?;
+    Ok(VerifyKey::Rsa(alg, key))
 }
 
 /// One key with its identifier.

@@ -6,6 +6,7 @@
 //! - [`extractor`]: where the token is (`Authorization: Bearer`, `x-api-key`, named headers).
 //! - [`json`]: strict JSON (duplicate keys rejected) for every untrusted document.
 //! - [`jwks`]: key sets, each key bound to its own algorithm.
+//! - [`rsa`]: RSA signature verification (RS256/384/512, PS256), fast in wasm.
 //! - [`verifier`]: header pre-checks, key selection, signature and claim validation.
 //! - [`cache`]: verified tokens, keyed by a hash, bounded, never past `exp`.
 //! - [`matcher`]: which paths need no token, and what each path requires.
@@ -22,6 +23,7 @@ pub mod json;
 pub mod jwks;
 pub mod matcher;
 pub mod remote;
+pub mod rsa;
 pub mod verifier;
 
 #[cfg(target_arch = "wasm32")]

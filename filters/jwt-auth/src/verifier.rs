@@ -8,6 +8,7 @@
 //! required, maximum lifetime, required claims, and finally the signature — with a key picked
 //! from the provider's own key set whose algorithm equals the token's `alg`; the token's
 //! `alg` never turns a key of one type into another (an RSA key is never an HMAC secret).
+//! RSA signatures are checked by [`crate::rsa`], the others by jwt-simple.
 
 use std::collections::HashSet;
 
@@ -372,7 +373,8 @@ fn options(policy: &Policy, now: u64) -> VerificationOptions {
 }
 
 /// Verifies the signature with a key of the provider whose algorithm is the token's and
-/// whose `kid` matches (or, without `kid`, the first few keys of that algorithm).
+/// whose `kid` matches (or, without `kid`, the first few keys of that algorithm). The claims
+/// are checked again first (cheap, no crypto): a signature verdict never stands without them.
 pub fn check_signature(
     token: &str,
     d: &Decoded,
@@ -380,6 +382,7 @@ pub fn check_signature(
     keys: &[&KeySet],
     now: u64,
 ) -> Result<(), Reject> {
+    check_claims(d, policy, now)?;
     let mut tried = 0;
     let candidates = keys
         .iter()
@@ -387,7 +390,7 @@ pub fn check_signature(
         .take(MAX_KEYS_TRIED);
     for key in candidates {
         tried += 1;
-        if key.key.verify(token, options(policy, now)).is_ok() {
+        if key.key.verify(token, d.alg, options(policy, now)).is_ok() {
             return Ok(());
         }
     }
@@ -406,7 +409,6 @@ pub fn verify(
     keys: &[&KeySet],
     now: u64,
 ) -> Result<(), Reject> {
-    check_claims(d, policy, now)?;
     check_signature(token, d, policy, keys, now)
 }
 

@@ -588,6 +588,23 @@ fn a_key_whose_algorithm_differs_never_verifies() {
     };
     assert!(key
         .key
-        .verify(&token, VerificationOptions::default())
+        .verify(&token, Alg::RS256, VerificationOptions::default())
         .is_err());
+    // Nor does an RSA key verify a token whose header names another RSA algorithm.
+    let jwk = rs.public_key().to_jwk();
+    let set = parse_jwks(&jwks_of(&[jwk]), &[Alg::RS256, Alg::PS256]).unwrap();
+    for k in &set.keys {
+        let header_alg = if k.key.alg() == Alg::RS256 {
+            Alg::PS256
+        } else {
+            Alg::RS256
+        };
+        let opts = VerificationOptions::default();
+        assert!(k.key.verify(&token, header_alg, opts).is_err());
+    }
+    let rs256 = set.candidates(Alg::RS256, None).next().unwrap();
+    assert!(rs256
+        .key
+        .verify(&token, Alg::RS256, VerificationOptions::default())
+        .is_ok());
 }
