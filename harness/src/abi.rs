@@ -222,7 +222,6 @@ fn note_late_header_edit(cx: &mut Cx<'_>, map_type: i32, key: &str) {
     let Some(stream) = state.current_stream() else {
         return;
     };
-    let name = state.name.clone();
     let mut world = state.world();
     let late = world.streams.get(&stream).is_some_and(|s| {
         (map_type == REQUEST_HEADERS && s.request_headers_sent)
@@ -230,7 +229,7 @@ fn note_late_header_edit(cx: &mut Cx<'_>, map_type: i32, key: &str) {
     });
     if late {
         world.logs.push(LogEntry {
-            filter: name,
+            filter: state.name.clone(),
             level: LogLevel::Warn,
             message: format!(
                 "harness: header `{key}` edited after the headers were forwarded; the edit has no effect"

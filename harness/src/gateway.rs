@@ -483,13 +483,14 @@ impl Gateway {
         let id = self.next_stream_id;
         self.next_stream_id += 1;
         let n = self.vms.len();
+        let has_trailers = request.trailers.is_some();
         let (logs_from, callouts_from) = {
             let mut world = self.world();
             world.streams.insert(
                 id,
                 StreamData {
-                    request_headers: Some(request.headers.clone()),
-                    request_trailers: request.trailers.clone(),
+                    request_headers: Some(request.headers),
+                    request_trailers: request.trailers,
                     ..StreamData::default()
                 },
             );
@@ -508,7 +509,7 @@ impl Gateway {
             logs_from,
             callouts_from,
         };
-        let frames = frames(request.chunks, request.trailers.is_some());
+        let frames = frames(request.chunks, has_trailers);
         self.streams.insert(id, run);
         self.with_run(id, |gw, run| {
             if n == 0 {

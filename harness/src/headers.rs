@@ -4,7 +4,8 @@
 //! drops the others or inserts when missing (`setCopy`), `remove` drops every value and is fine
 //! on a missing key. Values are bytes: an empty value is not a missing header.
 
-/// An ordered multimap of lowercase header names to byte values.
+/// An ordered multimap of lowercase header names to byte values. Lookups compare names ASCII
+/// case-insensitively, so they need no lowercased copy of the name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderMap {
     entries: Vec<(String, Vec<u8>)>,
@@ -35,10 +36,9 @@ impl HeaderMap {
     }
 
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        let name = name.to_ascii_lowercase();
         self.entries
             .iter()
-            .find(|(k, _)| *k == name)
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
     }
 
@@ -50,10 +50,9 @@ impl HeaderMap {
 
     /// Every value of `name`, in order.
     pub fn get_all(&self, name: &str) -> Vec<&[u8]> {
-        let name = name.to_ascii_lowercase();
         self.entries
             .iter()
-            .filter(|(k, _)| *k == name)
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
             .collect()
     }
@@ -64,24 +63,27 @@ impl HeaderMap {
     }
 
     pub fn replace(&mut self, name: &str, value: &[u8]) {
-        let name = name.to_ascii_lowercase();
-        match self.entries.iter().position(|(k, _)| *k == name) {
+        match self
+            .entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
             Some(first) => {
                 self.entries[first].1 = value.to_vec();
                 let mut index = 0;
                 self.entries.retain(|(k, _)| {
-                    let keep = index <= first || *k != name;
+                    let keep = index <= first || !k.eq_ignore_ascii_case(name);
                     index += 1;
                     keep
                 });
             }
-            None => self.entries.push((name, value.to_vec())),
+            None => self.add(name, value),
         }
     }
 
+    /// Drops every value of `name`; a missing name is not an error.
     pub fn remove(&mut self, name: &str) {
-        let name = name.to_ascii_lowercase();
-        self.entries.retain(|(k, _)| *k != name);
+        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
