@@ -79,17 +79,30 @@ impl Metrics {
     }
 }
 
-/// A verified token as cached: which provider, and what it says.
-#[derive(Debug, Clone)]
+/// A verified token as cached: which provider, what it says, and the `tollgate.groups` filter
+/// state already encoded (a cache hit only copies bytes out).
+#[derive(Debug)]
 struct Cached {
     provider: usize,
     identity: Identity,
+    groups_property: Vec<u8>,
+}
+
+impl Cached {
+    fn new(provider: usize, identity: Identity) -> Rc<Cached> {
+        let groups_property = encode_groups(&identity.groups);
+        Rc::new(Cached {
+            provider,
+            identity,
+            groups_property,
+        })
+    }
 }
 
 /// State shared by the root context and its HTTP contexts (same VM, same thread).
 struct Shared {
     config: Rc<Config>,
-    cache: TokenCache<Cached>,
+    cache: TokenCache<Rc<Cached>>,
     remotes: Vec<Option<RemoteJwks>>,
     /// Paused streams: (context id, provider index).
     waiters: Vec<(u32, usize)>,
@@ -158,13 +171,13 @@ fn set_header(name: &str, value: Option<&str>) {
 
 fn apply(config: &Config, c: &Cached, token_header: &str) -> Result<(), ()> {
     let id = &c.identity;
-    let props: [(&str, Vec<u8>); 3] = [
-        (SUBJECT, id.subject.clone().into_bytes()),
-        (GROUPS, encode_groups(&id.groups)),
-        (ISSUER, id.issuer.clone().into_bytes()),
+    let props: [(&str, &[u8]); 3] = [
+        (SUBJECT, id.subject.as_bytes()),
+        (GROUPS, &c.groups_property),
+        (ISSUER, id.issuer.as_bytes()),
     ];
     for (name, value) in props {
-        if let Err(s) = hostcalls::set_property(vec![name], Some(&value)) {
+        if let Err(s) = hostcalls::set_property(vec![name], Some(value)) {
             // Identity that cannot be recorded must not pass: later filters rely on it.
             log::error!("tollgate jwt-auth: cannot set {name}: {s:?}");
             return Err(());
@@ -264,7 +277,7 @@ fn decide(shared: &mut Shared, now: u64) -> Decision {
         .iter()
         .find(|(k, _)| k == ":path")
         .map_or("/", |(_, v)| v.as_str());
-    let requirement = requirement_for(&config.rules, &config.unmatched, path).clone();
+    let requirement = requirement_for(&config.rules, &config.unmatched, path);
     match requirement {
         Requirement::Anonymous => {
             shared.metrics.inc("allowed_anonymous");
@@ -295,7 +308,7 @@ fn decide(shared: &mut Shared, now: u64) -> Decision {
             }
         }
     };
-    if let Err(r) = authorize(&requirement, &cached) {
+    if let Err(r) = authorize(requirement, &cached) {
         return deny(shared, r);
     }
     if apply(&config, &cached, &found.header).is_err() {
@@ -317,7 +330,7 @@ fn verify_fresh(
     config: &Config,
     token: &str,
     now: u64,
-) -> Result<Cached, Fresh> {
+) -> Result<Rc<Cached>, Fresh> {
     let d = decode(token, config.max_token_bytes).map_err(Fresh::Reject)?;
     let issuer = d.issuer.clone().ok_or(Fresh::Reject(Reject::Issuer))?;
     let (index, provider) = config
@@ -386,11 +399,8 @@ fn verify_fresh(
         Err(r) => return Err(Fresh::Reject(r)),
     }
     let id = identity(&d.claims, &provider.claims, &issuer, d.exp).map_err(Fresh::Reject)?;
-    let cached = Cached {
-        provider: index,
-        identity: id,
-    };
-    shared.cache.insert(token, cached.clone(), d.exp, now);
+    let cached = Cached::new(index, id);
+    shared.cache.insert(token, Rc::clone(&cached), d.exp, now);
     Ok(cached)
 }
 
