@@ -80,6 +80,10 @@ pub struct RuleSet {
     by_first: Vec<Vec<u16>>,
     /// Whether any rule may start with the byte (the hot loop's first test).
     starts: [bool; 256],
+    /// Bit `b0 * 256 + b1`: whether a match may start with the bytes `b0 b1` (the second test:
+    /// the first two bytes of the rules' literal prefixes; every byte after a first byte of a
+    /// rule without prefixes).
+    pairs: Vec<u64>,
     max_window: usize,
     replacement: Replacement,
 }
@@ -99,10 +103,32 @@ impl RuleSet {
         for (slot, list) in starts.iter_mut().zip(&by_first) {
             *slot = !list.is_empty();
         }
+        let mut pairs = vec![0u64; 65536 / 64];
+        let mut set = |b0: usize, b1: usize| {
+            let bit = b0 * 256 + b1;
+            pairs[bit / 64] |= 1 << (bit % 64);
+        };
+        for rule in &rules {
+            match &rule.prefixes {
+                Some(lits) => {
+                    for l in lits {
+                        set(usize::from(l[0]), usize::from(l[1]));
+                    }
+                }
+                None => {
+                    for (b0, _) in rule.first.iter().enumerate().filter(|(_, &f)| f) {
+                        for b1 in 0..256 {
+                            set(b0, b1);
+                        }
+                    }
+                }
+            }
+        }
         RuleSet {
             rules,
             by_first,
             starts,
+            pairs,
             max_window,
             replacement,
         }
@@ -117,9 +143,34 @@ impl RuleSet {
         self.max_window
     }
 
+    #[inline]
+    fn pair(&self, b0: u8, b1: u8) -> bool {
+        let bit = usize::from(b0) * 256 + usize::from(b1);
+        self.pairs[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    /// Whether some rule may start a match at `hay[p]` (a superset of the positions where
+    /// [`Rule::eval`] can answer anything but `NoMatch`, whatever follows `hay`): the first
+    /// byte, the first two bytes, then each candidate rule's literal prefixes.
+    #[inline]
+    fn may_start_at(&self, hay: &[u8], p: usize) -> bool {
+        let b0 = hay[p];
+        if !self.starts[usize::from(b0)] {
+            return false;
+        }
+        if let Some(&b1) = hay.get(p + 1) {
+            if !self.pair(b0, b1) {
+                return false;
+            }
+        }
+        self.by_first[usize::from(b0)]
+            .iter()
+            .any(|&ri| self.rules[usize::from(ri)].may_start(&hay[p..]))
+    }
+
     /// Masks a complete text in one go. Returns `None` when nothing was masked.
     pub fn mask_once(self: &Rc<Self>, text: &[u8], stats: &mut Stats) -> Option<Vec<u8>> {
-        if !text.iter().any(|&b| self.starts[b as usize]) {
+        if !(0..text.len()).any(|p| self.may_start_at(text, p)) {
             return None;
         }
         let before = stats.total();
@@ -228,13 +279,25 @@ impl StreamMasker {
                     break;
                 }
             }
-            let candidates = &rules.by_first[buf[p] as usize];
+            let b0 = buf[p];
+            if let Some(&b1) = buf.get(p + 1) {
+                if !rules.pair(b0, b1) {
+                    p += 1;
+                    continue;
+                }
+            }
+            let candidates = &rules.by_first[usize::from(b0)];
             let prev = if p == 0 { self.prev } else { Some(buf[p - 1]) };
             let mut best: Option<(usize, usize)> = None; // (len, rule)
             let mut need_more = false;
             for &ri in candidates {
                 let ri = ri as usize;
-                match rules.rules[ri].eval(buf, p, prev, eof) {
+                let rule = &rules.rules[ri];
+                // The literal prefixes rule out almost every position before the DFA runs.
+                if !rule.may_start(&buf[p..]) {
+                    continue;
+                }
+                match rule.eval(buf, p, prev, eof) {
                     Eval::NeedMore => {
                         need_more = true;
                         break;

@@ -167,6 +167,9 @@ pub struct Rule {
     pub window: usize,
     /// Bytes that can start a match, whatever precedes them (a superset).
     pub first: [bool; 256],
+    /// Literal prefixes, one of which every match starts with (each 2–8 bytes); `None` when
+    /// the regex has no such finite set (the matcher then tries the DFA at every first byte).
+    pub prefixes: Option<Vec<Vec<u8>>>,
     min_entropy: Option<f64>,
     entropy_skip: usize,
     allow: Vec<Vec<u8>>,
@@ -228,11 +231,13 @@ impl Rule {
             .thompson(thompson::Config::new().utf8(true))
             .build(&source)
             .map_err(|e| RuleError::Regex(e.to_string()))?;
+        let prefixes = literal_prefixes(&hir);
         let mut rule = Rule {
             id: spec.id.clone(),
             dfa,
             window,
             first: [false; 256],
+            prefixes,
             min_entropy: spec.min_entropy,
             entropy_skip: spec.entropy_skip,
             allow: spec.allow.iter().map(|s| s.as_bytes().to_vec()).collect(),
@@ -252,6 +257,23 @@ impl Rule {
             .anchored(Anchored::Yes)
             .look_behind(prev);
         self.dfa.start_state(&cfg).ok()
+    }
+
+    /// Can a match start at the beginning of `tail` (the text from a position to the end of
+    /// what has arrived)? False only when no literal prefix is there nor can still arrive there
+    /// — then [`Rule::eval`] would answer [`Eval::NoMatch`] for any continuation.
+    #[inline]
+    pub fn may_start(&self, tail: &[u8]) -> bool {
+        match &self.prefixes {
+            None => true,
+            Some(lits) => lits.iter().any(|l| {
+                if tail.len() >= l.len() {
+                    tail.starts_with(l)
+                } else {
+                    l.starts_with(tail)
+                }
+            }),
+        }
     }
 
     /// Bytes after which the DFA is not dead, for each kind of preceding byte.
@@ -381,6 +403,30 @@ impl Rule {
     pub fn accepts(&self, text: &[u8]) -> bool {
         !self.allowed(text) && self.entropy_ok(text)
     }
+}
+
+/// Prefix literals of every match of `hir`, each cut to at most 8 bytes: usable when the set is
+/// finite, small, and no literal is shorter than 2 bytes (look-around assertions count as
+/// empty, so a literal after `\b` is still a prefix; the DFA checks the assertion).
+fn literal_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    const MAX_LEN: usize = 8;
+    const MAX_COUNT: usize = 64;
+    let seq = Extractor::new()
+        .kind(ExtractKind::Prefix)
+        .limit_total(MAX_COUNT * 4)
+        .extract(hir);
+    let lits = seq.literals()?;
+    let mut out: Vec<Vec<u8>> = lits
+        .iter()
+        .map(|l| l.as_bytes()[..l.as_bytes().len().min(MAX_LEN)].to_vec())
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() || out.len() > MAX_COUNT || out.iter().any(|l| l.len() < 2) {
+        return None;
+    }
+    Some(out)
 }
 
 /// Shannon entropy of `bytes` in bits per byte (0 for empty input).
