@@ -175,10 +175,22 @@ impl VerifyKey {
     /// Builds a key for `alg` from one JWK (as JSON text), with jwt-simple's strict checks.
     fn from_jwk(alg: Alg, jwk: &str) -> Result<VerifyKey, jwt_simple::Error> {
         Ok(match alg {
-            Alg::RS256 => rsa_key(RsaAlg::RS256, RS256PublicKey::from_jwk(jwk)?.to_components())?,
-            Alg::RS384 => rsa_key(RsaAlg::RS384, RS384PublicKey::from_jwk(jwk)?.to_components())?,
-            Alg::RS512 => rsa_key(RsaAlg::RS512, RS512PublicKey::from_jwk(jwk)?.to_components())?,
-            Alg::PS256 => rsa_key(RsaAlg::PS256, PS256PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::RS256 => rsa_key(
+                RsaAlg::RS256,
+                RS256PublicKey::from_jwk(jwk)?.to_components(),
+            )?,
+            Alg::RS384 => rsa_key(
+                RsaAlg::RS384,
+                RS384PublicKey::from_jwk(jwk)?.to_components(),
+            )?,
+            Alg::RS512 => rsa_key(
+                RsaAlg::RS512,
+                RS512PublicKey::from_jwk(jwk)?.to_components(),
+            )?,
+            Alg::PS256 => rsa_key(
+                RsaAlg::PS256,
+                PS256PublicKey::from_jwk(jwk)?.to_components(),
+            )?,
             Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
             Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
             Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),

@@ -608,3 +608,95 @@ fn a_key_whose_algorithm_differs_never_verifies() {
         .verify(&token, Alg::RS256, VerificationOptions::default())
         .is_ok());
 }
+
+/// The token's segments with the signature segment replaced.
+fn with_signature(token: &str, signature: &str) -> String {
+    let (input, _) = token.rsplit_once('.').unwrap();
+    format!("{input}.{signature}")
+}
+
+#[test]
+fn rsa_tokens_are_judged_like_jwt_simple_valid_and_corrupted() {
+    // Our RSA code against jwt-simple's (the rsa crate) on whole tokens: every verdict equal.
+    let rs = RS256KeyPair::generate(2048).unwrap();
+    let der = rs.to_der().unwrap();
+    let rs384 = RS384KeyPair::from_der(&der).unwrap().with_key_id("rs384");
+    let rs512 = RS512KeyPair::from_der(&der).unwrap().with_key_id("rs512");
+    let ps256 = PS256KeyPair::from_der(&der).unwrap().with_key_id("ps256");
+    let rs = rs.with_key_id("rs256");
+    let claims = || claims_for(Claims::create(Duration::from_mins(5)));
+    type Reference = Box<dyn Fn(&str) -> bool>;
+    let (p1, p2, p3, p4) = (
+        rs.public_key(),
+        rs384.public_key(),
+        rs512.public_key(),
+        ps256.public_key(),
+    );
+    let cases: Vec<(String, Reference)> = vec![
+        (
+            rs.sign(claims()).unwrap(),
+            Box::new(move |t| p1.verify_token::<NoCustomClaims>(t, None).is_ok()),
+        ),
+        (
+            rs384.sign(claims()).unwrap(),
+            Box::new(move |t| p2.verify_token::<NoCustomClaims>(t, None).is_ok()),
+        ),
+        (
+            rs512.sign(claims()).unwrap(),
+            Box::new(move |t| p3.verify_token::<NoCustomClaims>(t, None).is_ok()),
+        ),
+        (
+            ps256.sign(claims()).unwrap(),
+            Box::new(move |t| p4.verify_token::<NoCustomClaims>(t, None).is_ok()),
+        ),
+    ];
+    let raw = jwks_of(&[
+        rs.public_key().to_jwk(),
+        rs384.public_key().to_jwk(),
+        rs512.public_key().to_jwk(),
+        ps256.public_key().to_jwk(),
+    ]);
+    let keys = parse_jwks(&raw, &Alg::ASYMMETRIC).unwrap();
+    let policy = Policy::new(ISS);
+    let signatures: Vec<String> = cases
+        .iter()
+        .map(|(t, _)| t.rsplit_once('.').unwrap().1.to_string())
+        .collect();
+    for (i, (token, reference)) in cases.iter().enumerate() {
+        assert!(reference(token));
+        assert_eq!(check(token, &policy, &keys), Ok(()), "case {i}");
+        let sig = &signatures[i];
+        let raw_sig = Base64UrlSafeNoPadding::decode_to_vec(sig, None).unwrap();
+        let mut variants = vec![
+            with_signature(token, &sig[..sig.len() - 1]),
+            with_signature(token, &sig[4..]),
+            with_signature(token, &format!("AAAA{sig}")),
+            with_signature(token, &enc(&[0u8; 256])),
+            with_signature(token, &enc(&[0xFFu8; 256])),
+            with_signature(token, &enc(&[&[0u8][..], &raw_sig].concat())),
+        ];
+        for bit in [0, 7, 8 * 128 + 3, 8 * 255 + 7] {
+            let mut s = raw_sig.clone();
+            s[bit / 8] ^= 1 << (bit % 8);
+            variants.push(with_signature(token, &enc(&s)));
+        }
+        // Another algorithm's valid signature over another token, and this signature moved
+        // onto another token's header and claims.
+        for (j, other) in signatures.iter().enumerate() {
+            if j != i {
+                variants.push(with_signature(token, other));
+                variants.push(with_signature(&cases[j].0, sig));
+            }
+        }
+        // A claims segment changed after signing.
+        let parts: Vec<&str> = token.split('.').collect();
+        let tampered = claims_for(Claims::create(Duration::from_mins(6)));
+        let tampered = enc(serde_json::to_string(&tampered).unwrap().as_bytes());
+        variants.push(format!("{}.{tampered}.{}", parts[0], parts[2]));
+        for (n, bad) in variants.iter().enumerate() {
+            let ours = check(bad, &policy, &keys);
+            assert!(ours.is_err(), "case {i} variant {n} accepted");
+            assert!(!reference(bad), "case {i} variant {n}: jwt-simple accepts");
+        }
+    }
+}
