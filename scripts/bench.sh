@@ -62,7 +62,7 @@ trap cleanup EXIT
 [[ -x "$TOLLGATE_VENV/bin/envoy" ]] || die "no Envoy in $TOLLGATE_VENV: run \`make venv\` (or \`make bench\`)"
 [[ -d "$root/node_modules/oauth2-mock-server" ]] || die "no node_modules: run \`make node\`"
 command -v node >/dev/null || die "node is not on PATH (the dev IdP needs it)"
-for f in jwt_auth prompt_guard key_inject secret_mask; do
+for f in jwt_auth prompt_guard key_inject secret_mask probe; do
   [[ -f "$TOLLGATE_WASM_DIR/tollgate_$f.wasm" ]] || die "tollgate_$f.wasm missing: run \`make wasm\`"
 done
 

@@ -151,6 +151,11 @@ pub const JWT_PG: &str = "jwt-auth+prompt-guard";
 pub const JWT_PG_KI: &str = "jwt-auth+prompt-guard+key-inject";
 pub const NATIVE: &str = "native-jwt_authn";
 pub const NATIVE_CACHE: &str = "native-jwt_authn+cache";
+/// The price of being a proxy-wasm filter at all: the probe test fixture without commands (per
+/// request one header read and two counter increments), once and four times (four VMs, as the
+/// chain has).
+pub const NOOP1: &str = "1-noop-filter";
+pub const NOOP4: &str = "4-noop-filters";
 
 /// Pause between the events of a paced stream (TTFB "paced": the upstream streams like the API
 /// instead of sending the whole answer at once).
@@ -194,7 +199,7 @@ fn run() -> Result<()> {
         return report_only(&s);
     }
     let t_start = Instant::now();
-    for f in paths::FILTERS {
+    for f in paths::FILTERS.iter().chain(&["probe"]) {
         if paths::try_wasm_path(f).is_none() {
             bail!(
                 "{} is not built: run `make wasm`",
@@ -292,12 +297,24 @@ fn run() -> Result<()> {
         Ok(cfg)
     };
     let all = ["jwt-auth", "prompt-guard", "key-inject", "secret-mask"];
+    let noops = |n: usize| -> GatewayConfig {
+        (1..=n).fold(base.clone(), |cfg, i| {
+            cfg.filter(Filter {
+                name: format!("noop-{i}"),
+                wasm: paths::wasm_path("probe"),
+                config: String::new(),
+                env_keys: Vec::new(),
+            })
+        })
+    };
     let variants: Vec<(&str, GatewayConfig, Option<String>)> = vec![
         (PASS, base.clone(), None),
         (CHAIN, chain_of(&all)?, None),
         (JWT, chain_of(&all[..1])?, None),
         (JWT_PG, chain_of(&all[..2])?, None),
         (JWT_PG_KI, chain_of(&all[..3])?, None),
+        (NOOP1, noops(1), None),
+        (NOOP4, noops(4), None),
         (
             NATIVE,
             base.clone(),
@@ -672,7 +689,17 @@ impl Bench {
             "filters",
             "4k",
             16,
-            &[PASS, NATIVE, NATIVE_CACHE, JWT, JWT_PG, JWT_PG_KI, CHAIN],
+            &[
+                PASS,
+                NOOP1,
+                NOOP4,
+                NATIVE,
+                NATIVE_CACHE,
+                JWT,
+                JWT_PG,
+                JWT_PG_KI,
+                CHAIN,
+            ],
         );
         self.interleaved(
             "filters",
