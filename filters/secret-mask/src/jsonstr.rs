@@ -55,15 +55,20 @@ impl JsonMasker {
     /// Adds a fragment; returns the (re-escaped) fragment text that can be released now.
     pub fn feed(&mut self, fragment: &str, stats: &mut Stats) -> String {
         let mut out = String::with_capacity(fragment.len());
+        self.feed_into(fragment, &mut out, stats);
+        out
+    }
+
+    /// Adds a fragment; appends the (re-escaped) fragment text that can be released now.
+    pub fn feed_into(&mut self, fragment: &str, out: &mut String, stats: &mut Stats) {
         let mut seg = String::new();
         for c in fragment.chars() {
-            self.step(c, &mut seg, &mut out, stats);
+            self.step(c, &mut seg, out, stats);
         }
         if !seg.is_empty() {
             let released = self.masker.feed(&seg, stats);
-            escape_into(&released, &mut out);
+            escape_into(&released, out);
         }
-        out
     }
 
     /// The end of the document (or of the block): releases everything left.

@@ -254,19 +254,34 @@ impl StreamMasker {
 
     /// Adds `input`; appends whatever can be released to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, stats: &mut Stats) {
-        self.buf.extend_from_slice(input);
-        self.advance(false, out, stats);
+        if self.buf.is_empty() {
+            // Nothing held (so no open run and nothing scanned): scan the input where it is
+            // and keep only what cannot be released yet.
+            let emitted = self.advance(input, false, out, stats);
+            self.buf.extend_from_slice(&input[emitted..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(input);
+            let emitted = self.advance(&buf, false, out, stats);
+            buf.drain(..emitted);
+            self.buf = buf;
+        }
     }
 
     /// The end of the stream: releases everything left, masked.
     pub fn finish(&mut self, out: &mut Vec<u8>, stats: &mut Stats) {
-        self.advance(true, out, stats);
+        let mut buf = std::mem::take(&mut self.buf);
+        let emitted = self.advance(&buf, true, out, stats);
+        buf.drain(..emitted);
+        self.buf = buf;
         self.prev = None;
     }
 
-    fn advance(&mut self, eof: bool, out: &mut Vec<u8>, stats: &mut Stats) {
+    /// Decides what it can over `buf` (the unreleased bytes), appends the released part to
+    /// `out`, and returns how many bytes of `buf` were released; positions and the open run
+    /// are left relative to what remains.
+    fn advance(&mut self, buf: &[u8], eof: bool, out: &mut Vec<u8>, stats: &mut Stats) -> usize {
         let rules = Rc::clone(&self.rules);
-        let buf = &self.buf;
         let mut emitted = 0usize;
         let mut p = self.scan;
         let mut blocked = None;
@@ -357,16 +372,15 @@ impl StreamMasker {
             out.extend_from_slice(&buf[emitted..release_to]);
             emitted = release_to;
         }
-        // Drop what was released.
         if emitted > 0 {
-            self.prev = Some(self.buf[emitted - 1]);
-            self.buf.drain(..emitted);
+            self.prev = Some(buf[emitted - 1]);
         }
         self.scan = p - emitted;
         if let Some(run) = &mut self.open {
             run.start -= emitted;
             run.end -= emitted;
         }
+        emitted
     }
 }
 
@@ -412,35 +426,72 @@ impl TextMasker {
 
     /// Adds `text`; returns the text that can be released now.
     pub fn feed(&mut self, text: &str, stats: &mut Stats) -> String {
-        let mut out = std::mem::take(&mut self.scratch);
-        out.clear();
-        out.append(&mut self.carry);
-        self.inner.feed(text.as_bytes(), &mut out, stats);
-        let s = self.split_valid(&out);
-        self.scratch = out;
-        s
+        let mut out = String::new();
+        self.feed_into(text, &mut out, stats);
+        out
+    }
+
+    /// Adds `text`; appends the text that can be released now to `out`.
+    pub fn feed_into(&mut self, text: &str, out: &mut String, stats: &mut Stats) {
+        if self.carry.is_empty() && self.inner.held_back() == 0 {
+            // The common case: nothing held. Released bytes are a prefix of `text` (untouched)
+            // unless something was masked, so they usually need no UTF-8 check of their own.
+            let mut bytes = std::mem::take(&mut self.scratch);
+            bytes.clear();
+            let before = stats.total();
+            self.inner.feed(text.as_bytes(), &mut bytes, stats);
+            if stats.total() == before && text.as_bytes().starts_with(&bytes) {
+                let mut cut = bytes.len();
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                out.push_str(&text[..cut]);
+                self.carry.extend_from_slice(&bytes[cut..]);
+            } else {
+                self.push_valid(&bytes, out);
+            }
+            self.scratch = bytes;
+            return;
+        }
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        bytes.append(&mut self.carry);
+        self.inner.feed(text.as_bytes(), &mut bytes, stats);
+        self.push_valid(&bytes, out);
+        self.scratch = bytes;
     }
 
     /// The end of the text: releases everything left, masked.
     pub fn finish(&mut self, stats: &mut Stats) -> String {
-        let mut out = std::mem::take(&mut self.carry);
-        self.inner.finish(&mut out, stats);
-        String::from_utf8_lossy(&out).into_owned()
+        let mut out = String::new();
+        self.finish_into(&mut out, stats);
+        out
     }
 
-    fn split_valid(&mut self, out: &[u8]) -> String {
-        match std::str::from_utf8(out) {
-            Ok(s) => s.to_string(),
+    /// The end of the text: appends everything left, masked, to `out`.
+    pub fn finish_into(&mut self, out: &mut String, stats: &mut Stats) {
+        let mut bytes = std::mem::take(&mut self.carry);
+        self.inner.finish(&mut bytes, stats);
+        out.push_str(&String::from_utf8_lossy(&bytes));
+        bytes.clear();
+        self.carry = bytes;
+    }
+
+    /// Appends the whole characters of `bytes` to `out`; an incomplete one at the end waits in
+    /// `carry`.
+    fn push_valid(&mut self, bytes: &[u8], out: &mut String) {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => out.push_str(s),
             Err(e) => {
                 let valid = e.valid_up_to();
                 match e.error_len() {
                     // An incomplete character at the end: keep it for later.
                     None => {
-                        self.carry.extend_from_slice(&out[valid..]);
-                        String::from_utf8_lossy(&out[..valid]).into_owned()
+                        self.carry.extend_from_slice(&bytes[valid..]);
+                        out.push_str(&String::from_utf8_lossy(&bytes[..valid]));
                     }
                     // Cannot happen for input that came from a &str; never panic anyway.
-                    Some(_) => String::from_utf8_lossy(out).into_owned(),
+                    Some(_) => out.push_str(&String::from_utf8_lossy(bytes)),
                 }
             }
         }

@@ -21,11 +21,11 @@ use std::rc::Rc;
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::jsonstr::JsonMasker;
 use crate::matcher::{RuleSet, Stats, TextMasker};
-use crate::sse::{write_event, Block, Parser, SseError};
+use crate::sse::{write_event, BlockRef, Parser, SseError};
 
 /// What a content block's text stream is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +90,15 @@ impl BlockStream {
     }
 
     fn feed(&mut self, s: &str, stats: &mut Stats) -> String {
+        let mut out = String::new();
+        self.feed_into(s, &mut out, stats);
+        out
+    }
+
+    fn feed_into(&mut self, s: &str, out: &mut String, stats: &mut Stats) {
         match &mut self.masker {
-            Masker::Text(m) => m.feed(s, stats),
-            Masker::Json(m) => m.feed(s, stats),
+            Masker::Text(m) => m.feed_into(s, out, stats),
+            Masker::Json(m) => m.feed_into(s, out, stats),
         }
     }
 
@@ -117,7 +123,8 @@ pub struct SseRewriter {
     rules: Rc<RuleSet>,
     parser: Parser,
     blocks: BTreeMap<u64, BlockStream>,
-    parsed: Vec<Block>,
+    /// Released text of the current delta (kept to reuse its allocation).
+    released: String,
     stats: Stats,
 }
 
@@ -127,7 +134,7 @@ impl SseRewriter {
             rules,
             parser: Parser::new(max_event),
             blocks: BTreeMap::new(),
-            parsed: Vec::new(),
+            released: String::new(),
             stats: Stats::default(),
         }
     }
@@ -149,13 +156,9 @@ impl SseRewriter {
 
     /// Adds a network chunk; appends the bytes to send on to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), SseError> {
-        let mut parsed = std::mem::take(&mut self.parsed);
-        parsed.clear();
-        let res = self.parser.feed(chunk, &mut parsed);
-        for block in parsed.drain(..) {
-            self.block(block, out);
-        }
-        self.parsed = parsed;
+        let mut parser = std::mem::replace(&mut self.parser, Parser::new(0));
+        let res = parser.feed_each(chunk, |block| self.block(block, out));
+        self.parser = parser;
         res
     }
 
@@ -171,18 +174,23 @@ impl SseRewriter {
         }
     }
 
-    fn block(&mut self, block: Block, out: &mut Vec<u8>) {
-        let Some(data) = &block.data else {
+    fn block(&mut self, block: &BlockRef<'_>, out: &mut Vec<u8>) {
+        let Some(data) = block.data else {
             // Comments and blank lines: nothing a client reads, but mask anyway.
-            self.passthrough(&block, out);
+            self.passthrough(block, out);
             return;
         };
+        // Fastest path: a delta in the API's exact compact layout.
+        if let Some((index, kind, text)) = canonical_delta(data) {
+            self.fast_delta(block, index, kind, &text, out);
+            return;
+        }
         // Fast path: a plain text/thinking/input_json delta with exactly the known fields.
         if let Ok(fast) = serde_json::from_slice::<FastDelta>(data) {
             if fast.kind == "content_block_delta" {
                 if let Some(kind) = Kind::of_delta(&fast.delta.kind) {
                     if let Some(text) = fast.delta.text(kind) {
-                        self.fast_delta(&block, fast.index, kind, text, out);
+                        self.fast_delta(block, fast.index, kind, text, out);
                         return;
                     }
                 }
@@ -229,7 +237,7 @@ impl SseRewriter {
         }
     }
 
-    fn start(&mut self, block: Block, mut value: Value, out: &mut Vec<u8>) {
+    fn start(&mut self, block: &BlockRef<'_>, mut value: Value, out: &mut Vec<u8>) {
         let Some(index) = value.get("index").and_then(Value::as_u64) else {
             self.passthrough_value(&block, value, out);
             return;
@@ -269,7 +277,7 @@ impl SseRewriter {
                 if changed || masked {
                     self.emit_value(&block, &value, out);
                 } else {
-                    out.extend_from_slice(&block.raw);
+                    out.extend_from_slice(block.raw);
                 }
             }
             Some(kind) => {
@@ -283,7 +291,7 @@ impl SseRewriter {
 
     fn delta(
         &mut self,
-        block: Block,
+        block: &BlockRef<'_>,
         value: &mut Value,
         index: u64,
         kind: Kind,
@@ -303,10 +311,9 @@ impl SseRewriter {
             self.flush(index, out);
             self.blocks.remove(&index);
         }
-        let stream = self
-            .blocks
-            .entry(index)
-            .or_insert_with(|| BlockStream::new(kind, &self.rules, block.event.clone()));
+        let stream = self.blocks.entry(index).or_insert_with(|| {
+            BlockStream::new(kind, &self.rules, block.event.map(str::to_string))
+        });
         let released = stream.feed(&text, &mut self.stats);
         if released.is_empty() && block.id.is_none() && block.retry.is_none() {
             return;
@@ -315,9 +322,9 @@ impl SseRewriter {
             // Unchanged text: keep the event's exact bytes, unless another string needs masking.
             let mut copy = value.clone();
             if mask_value(&self.rules, &mut copy, &mut self.stats) {
-                self.emit_value(&block, &copy, out);
+                self.emit_value(block, &copy, out);
             } else {
-                out.extend_from_slice(&block.raw);
+                out.extend_from_slice(block.raw);
             }
             return;
         }
@@ -327,31 +334,38 @@ impl SseRewriter {
         self.emit_value(&block, value, out);
     }
 
-    fn fast_delta(&mut self, block: &Block, index: u64, kind: Kind, text: &str, out: &mut Vec<u8>) {
+    fn fast_delta(
+        &mut self,
+        block: &BlockRef<'_>,
+        index: u64,
+        kind: Kind,
+        text: &str,
+        out: &mut Vec<u8>,
+    ) {
         if self.blocks.get(&index).is_some_and(|s| s.kind != kind) {
             self.flush(index, out);
             self.blocks.remove(&index);
         }
-        let stream = self
-            .blocks
-            .entry(index)
-            .or_insert_with(|| BlockStream::new(kind, &self.rules, block.event.clone()));
-        let released = stream.feed(text, &mut self.stats);
+        let stream = self.blocks.entry(index).or_insert_with(|| {
+            BlockStream::new(kind, &self.rules, block.event.map(str::to_string))
+        });
+        let mut released = std::mem::take(&mut self.released);
+        released.clear();
+        stream.feed_into(text, &mut released, &mut self.stats);
         if released == text {
-            out.extend_from_slice(&block.raw);
-            return;
+            out.extend_from_slice(block.raw);
+        } else if !released.is_empty() || block.id.is_some() || block.retry.is_some() {
+            write_delta(
+                block.event,
+                block.id,
+                block.retry,
+                index,
+                kind,
+                &released,
+                out,
+            );
         }
-        if released.is_empty() && block.id.is_none() && block.retry.is_none() {
-            return;
-        }
-        let data = delta_json(index, kind, released);
-        write_event(
-            block.event.as_deref(),
-            block.id.as_deref(),
-            block.retry.as_deref(),
-            &data,
-            out,
-        );
+        self.released = released;
     }
 
     /// Flushes the held-back text of block `index` as one extra delta.
@@ -363,10 +377,15 @@ impl SseRewriter {
         if rest.is_empty() {
             return;
         }
-        let kind = stream.kind;
-        let name = stream.event_name.clone();
-        let data = delta_json(index, kind, rest);
-        write_event(name.as_deref(), None, None, &data, out);
+        write_delta(
+            stream.event_name.as_deref(),
+            None,
+            None,
+            index,
+            stream.kind,
+            &rest,
+            out,
+        );
     }
 
     fn flush_all(&mut self, out: &mut Vec<u8>) {
@@ -377,19 +396,13 @@ impl SseRewriter {
     }
 
     /// Passes a block through, masking its data as raw text if it contains a secret.
-    fn passthrough(&mut self, block: &Block, out: &mut Vec<u8>) {
-        match &block.data {
+    fn passthrough(&mut self, block: &BlockRef<'_>, out: &mut Vec<u8>) {
+        match block.data {
             Some(data) => match self.rules.mask_once(data, &mut self.stats) {
-                Some(masked) => write_event(
-                    block.event.as_deref(),
-                    block.id.as_deref(),
-                    block.retry.as_deref(),
-                    &masked,
-                    out,
-                ),
-                None => self.raw_or_masked(&block.raw, out),
+                Some(masked) => write_event(block.event, block.id, block.retry, &masked, out),
+                None => self.raw_or_masked(block.raw, out),
             },
-            None => self.raw_or_masked(&block.raw, out),
+            None => self.raw_or_masked(block.raw, out),
         }
     }
 
@@ -400,36 +413,102 @@ impl SseRewriter {
         }
     }
 
-    fn passthrough_value(&mut self, block: &Block, mut value: Value, out: &mut Vec<u8>) {
+    fn passthrough_value(&mut self, block: &BlockRef<'_>, mut value: Value, out: &mut Vec<u8>) {
         if mask_value(&self.rules, &mut value, &mut self.stats) {
             self.emit_value(block, &value, out);
         } else {
-            out.extend_from_slice(&block.raw);
+            out.extend_from_slice(block.raw);
         }
     }
 
-    fn emit_value(&self, block: &Block, value: &Value, out: &mut Vec<u8>) {
+    fn emit_value(&self, block: &BlockRef<'_>, value: &Value, out: &mut Vec<u8>) {
         let data = serde_json::to_vec(value).unwrap_or_default();
-        write_event(
-            block.event.as_deref(),
-            block.id.as_deref(),
-            block.retry.as_deref(),
-            &data,
-            out,
-        );
+        write_event(block.event, block.id, block.retry, &data, out);
     }
 }
 
-/// `{"type":"content_block_delta","index":…,"delta":{"type":…,<field>:…}}`.
-fn delta_json(index: u64, kind: Kind, text: String) -> Vec<u8> {
-    let mut delta = Map::new();
-    delta.insert("type".into(), Value::String(kind.delta_type().into()));
-    delta.insert(kind.field().into(), Value::String(text));
-    let mut event = Map::new();
-    event.insert("type".into(), Value::String("content_block_delta".into()));
-    event.insert("index".into(), Value::from(index));
-    event.insert("delta".into(), Value::Object(delta));
-    serde_json::to_vec(&Value::Object(event)).unwrap_or_default()
+const DELTA_HEAD: &[u8] = br#"{"type":"content_block_delta","index":"#;
+
+/// Writes a delta event with `text`, as the API lays it out:
+/// `{"type":"content_block_delta","index":…,"delta":{"type":…,<field>:…}}` on one `data:`
+/// line (JSON escapes every line break), straight into `out`.
+fn write_delta(
+    event: Option<&str>,
+    id: Option<&str>,
+    retry: Option<&str>,
+    index: u64,
+    kind: Kind,
+    text: &str,
+    out: &mut Vec<u8>,
+) {
+    for (field, value) in [("event", event), ("id", id), ("retry", retry)] {
+        if let Some(v) = value {
+            out.extend_from_slice(field.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(DELTA_HEAD);
+    out.extend_from_slice(index.to_string().as_bytes());
+    out.extend_from_slice(br#","delta":{"type":""#);
+    out.extend_from_slice(kind.delta_type().as_bytes());
+    out.extend_from_slice(br#"",""#);
+    out.extend_from_slice(kind.field().as_bytes());
+    out.extend_from_slice(br#"":"#);
+    // Serializing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+    out.extend_from_slice(b"}}\n\n");
+}
+
+/// Recognizes a delta event's data in the API's exact compact layout
+/// (`{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"…"}}`, and
+/// the same for `thinking_delta` / `input_json_delta`) without a JSON parser; anything else —
+/// other field orders, spacing, extra fields, invalid JSON — returns `None` for the general
+/// paths.
+fn canonical_delta(data: &[u8]) -> Option<(u64, Kind, Cow<'_, str>)> {
+    let rest = data.strip_prefix(DELTA_HEAD)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && rest[0] == b'0') {
+        return None;
+    }
+    let index: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let rest = rest[digits..].strip_prefix(br#","delta":{"type":""#)?;
+    let (kind, rest) = [Kind::Text, Kind::Thinking, Kind::Json]
+        .into_iter()
+        .find_map(|k| {
+            let r = rest.strip_prefix(k.delta_type().as_bytes())?;
+            let r = r.strip_prefix(br#"",""#)?;
+            let r = r.strip_prefix(k.field().as_bytes())?;
+            Some((k, r.strip_prefix(br#"":""#)?))
+        })?;
+    // The string runs to the first unescaped quote; then exactly `}}` must end the data.
+    let mut i = 0;
+    let mut escaped = false;
+    while i < rest.len() {
+        match rest[i] {
+            b'"' => break,
+            b'\\' => {
+                escaped = true;
+                i += 1;
+            }
+            b if b < 0x20 => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    if rest.get(i..)? != br#""}}"# {
+        return None;
+    }
+    let text = if escaped {
+        // Quoted, as serde_json reads a string (escapes checked and decoded).
+        let quoted = data.get(data.len() - rest.len() - 1..data.len() - 2)?;
+        Cow::Owned(serde_json::from_slice::<String>(quoted).ok()?)
+    } else {
+        Cow::Borrowed(std::str::from_utf8(&rest[..i]).ok()?)
+    };
+    Some((index, kind, text))
 }
 
 /// A delta event with exactly the fields the fast path knows (anything else takes the

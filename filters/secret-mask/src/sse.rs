@@ -26,6 +26,36 @@ impl Block {
     }
 }
 
+/// A completed block as the parser hands it over: borrowed from the parser's buffers, which
+/// are reused for the next block (no allocation per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef<'a> {
+    /// The exact bytes of the block, including its terminating blank line.
+    pub raw: &'a [u8],
+    pub event: Option<&'a str>,
+    /// `data` lines joined with `\n`; `None` when the block has no `data` field.
+    pub data: Option<&'a [u8]>,
+    pub id: Option<&'a str>,
+    pub retry: Option<&'a str>,
+}
+
+impl BlockRef<'_> {
+    /// The event name clients see (`message` when none is given).
+    pub fn name(&self) -> &str {
+        self.event.unwrap_or("message")
+    }
+
+    pub fn to_block(&self) -> Block {
+        Block {
+            raw: self.raw.to_vec(),
+            event: self.event.map(str::to_string),
+            data: self.data.map(<[u8]>::to_vec),
+            id: self.id.map(str::to_string),
+            retry: self.retry.map(str::to_string),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SseError {
     #[error("an SSE event exceeds {max} bytes")]
@@ -41,7 +71,13 @@ pub struct Parser {
     line_start: usize,
     /// The last byte seen was a CR: a following LF belongs to the same line ending.
     skip_lf: bool,
-    current: Block,
+    /// The current block's fields (buffers kept across blocks).
+    event: String,
+    has_event: bool,
+    data: Vec<u8>,
+    has_data: bool,
+    id: Option<String>,
+    retry: Option<String>,
 }
 
 impl Parser {
@@ -51,7 +87,12 @@ impl Parser {
             raw: Vec::new(),
             line_start: 0,
             skip_lf: false,
-            current: Block::default(),
+            event: String::new(),
+            has_event: false,
+            data: Vec::new(),
+            has_data: false,
+            id: None,
+            retry: None,
         }
     }
 
@@ -61,7 +102,16 @@ impl Parser {
     }
 
     /// Adds `input`; appends the blocks it completes to `blocks`.
-    pub fn feed(&mut self, mut input: &[u8], blocks: &mut Vec<Block>) -> Result<(), SseError> {
+    pub fn feed(&mut self, input: &[u8], blocks: &mut Vec<Block>) -> Result<(), SseError> {
+        self.feed_each(input, |b| blocks.push(b.to_block()))
+    }
+
+    /// Adds `input`; calls `f` with each block it completes, in order.
+    pub fn feed_each(
+        &mut self,
+        mut input: &[u8],
+        mut f: impl FnMut(&BlockRef<'_>),
+    ) -> Result<(), SseError> {
         if self.skip_lf {
             if let Some((&b'\n', rest)) = input.split_first() {
                 self.raw.push(b'\n');
@@ -94,7 +144,11 @@ impl Parser {
                     }
                     let start = self.line_start;
                     self.line_start = self.raw.len();
-                    self.line(start, line_end, blocks);
+                    if start == line_end {
+                        self.emit(&mut f);
+                    } else {
+                        self.field(start, line_end);
+                    }
                     input = rest;
                 }
             }
@@ -103,11 +157,6 @@ impl Parser {
                     max: self.max_event,
                 });
             }
-        }
-        if self.raw.len() > self.max_event {
-            return Err(SseError::TooLarge {
-                max: self.max_event,
-            });
         }
         Ok(())
     }
@@ -125,21 +174,28 @@ impl Parser {
         if start < end {
             self.field(start, end);
         }
-        let mut block = std::mem::take(&mut self.current);
-        block.raw = std::mem::take(&mut self.raw);
-        self.line_start = 0;
-        Some(block)
+        let mut block = None;
+        self.emit(&mut |b: &BlockRef<'_>| block = Some(b.to_block()));
+        block
     }
 
-    fn line(&mut self, start: usize, end: usize, blocks: &mut Vec<Block>) {
-        if start == end {
-            let mut block = std::mem::take(&mut self.current);
-            block.raw = std::mem::take(&mut self.raw);
-            self.line_start = 0;
-            blocks.push(block);
-        } else {
-            self.field(start, end);
-        }
+    /// Hands the current block to `f` and starts the next one (keeping the buffers).
+    fn emit(&mut self, f: &mut impl FnMut(&BlockRef<'_>)) {
+        f(&BlockRef {
+            raw: &self.raw,
+            event: self.has_event.then_some(self.event.as_str()),
+            data: self.has_data.then_some(self.data.as_slice()),
+            id: self.id.as_deref(),
+            retry: self.retry.as_deref(),
+        });
+        self.raw.clear();
+        self.line_start = 0;
+        self.event.clear();
+        self.has_event = false;
+        self.data.clear();
+        self.has_data = false;
+        self.id = None;
+        self.retry = None;
     }
 
     fn field(&mut self, start: usize, end: usize) {
@@ -155,18 +211,22 @@ impl Parser {
             None => (line, &line[line.len()..]),
         };
         match name {
-            b"event" => self.current.event = Some(String::from_utf8_lossy(value).into_owned()),
-            b"data" => match &mut self.current.data {
-                Some(d) => {
-                    d.push(b'\n');
-                    d.extend_from_slice(value);
-                }
-                None => self.current.data = Some(value.to_vec()),
-            },
-            b"id" if !value.contains(&0) => {
-                self.current.id = Some(String::from_utf8_lossy(value).into_owned())
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&String::from_utf8_lossy(value));
+                self.has_event = true;
             }
-            b"retry" => self.current.retry = Some(String::from_utf8_lossy(value).into_owned()),
+            b"data" => {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            b"id" if !value.contains(&0) => {
+                self.id = Some(String::from_utf8_lossy(value).into_owned())
+            }
+            b"retry" => self.retry = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {}
         }
     }
