@@ -6,7 +6,8 @@
 //! - `sse_text_4k_chunks`: a streamed Messages answer (~512 KiB of SSE): a text block of prose,
 //!   markdown and code in deltas of 4–60 bytes (as the API streams a few tokens at a time), a
 //!   secret of one of eight default shapes every ~1.5 KiB of text — each split across deltas —
-//!   and a `tool_use` block whose `input_json_delta` fragments carry a key. The bytes are cut
+//!   and a `tool_use` block whose `input_json_delta` fragments carry a key; events are laid out
+//!   as the API sends them (`{"type":"content_block_delta","index":0,"delta":{…}}`). The bytes are cut
 //!   into network chunks of 1–7 KiB at arbitrary offsets (events and secrets split across
 //!   chunks), as TCP coalesces events sent back to back. Throughput is bytes of SSE.
 //! - `sse_text_per_event`: the same answer, one network chunk per event (a live stream: the
@@ -129,6 +130,16 @@ fn event(name: &str, data: &Value) -> Vec<u8> {
     format!("event: {name}\ndata: {data}\n\n").into_bytes()
 }
 
+/// A delta event laid out as the API (and the mock) sends it: `type` first, then `index`,
+/// then the delta (serde_json's `json!` would sort the keys).
+fn delta_event(index: u64, delta_type: &str, field: &str, text: &str) -> Vec<u8> {
+    let text = Value::from(text);
+    format!(
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"{delta_type}\",\"{field}\":{text}}}}}\n\n"
+    )
+    .into_bytes()
+}
+
 /// The SSE events of the answer, and the tool input the client must see.
 fn sse_events(text: &str, rng: &mut Rng) -> (Vec<Vec<u8>>, Value) {
     let mut events = vec![
@@ -143,10 +154,7 @@ fn sse_events(text: &str, rng: &mut Rng) -> (Vec<Vec<u8>>, Value) {
         event("ping", &json!({"type":"ping"})),
     ];
     for d in cut_deltas(text, rng) {
-        events.push(event(
-            "content_block_delta",
-            &json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":d}}),
-        ));
+        events.push(delta_event(0, "text_delta", "text", d));
     }
     events.push(event(
         "content_block_stop",
@@ -160,10 +168,7 @@ fn sse_events(text: &str, rng: &mut Rng) -> (Vec<Vec<u8>>, Value) {
     ));
     let compact = input.to_string();
     for frag in cut_deltas(&compact, rng) {
-        events.push(event(
-            "content_block_delta",
-            &json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":frag}}),
-        ));
+        events.push(delta_event(1, "input_json_delta", "partial_json", frag));
     }
     events.push(event(
         "content_block_stop",

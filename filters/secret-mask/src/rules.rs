@@ -467,6 +467,31 @@ mod tests {
     }
 
     #[test]
+    fn default_rules_have_literal_prefixes() {
+        for spec in default_rules() {
+            let r = Rule::compile(&spec).unwrap();
+            assert!(r.prefixes.is_some(), "{}", spec.id);
+        }
+        let aws = rule("aws_access_key_id").prefixes.unwrap();
+        let strs: Vec<&str> = aws
+            .iter()
+            .map(|l| std::str::from_utf8(l).unwrap())
+            .collect();
+        assert_eq!(strs, ["A3T", "ABIA", "ACCA", "AKIA", "ASIA"]);
+        // A long literal keeps its first 8 bytes; a class first means no prefixes.
+        let lit = Rule::compile(&RuleSpec::literal("canary", "CANARY-0123456789")).unwrap();
+        assert_eq!(lit.prefixes, Some(vec![b"CANARY-0".to_vec()]));
+        let hex = Rule::compile(&RuleSpec::regex("hex", "[a-f][0-9]{5}")).unwrap();
+        assert_eq!(hex.prefixes, None);
+        // A partial prefix at the end of the text may still start a match; a wrong one not.
+        let aws = rule("aws_access_key_id");
+        assert!(aws.may_start(b"AK"));
+        assert!(aws.may_start(b"AKIAZ2"));
+        assert!(!aws.may_start(b"AKIB"));
+        assert!(!aws.may_start(b"AX"));
+    }
+
+    #[test]
     fn eval_distinguishes_need_more_from_no_match() {
         let r = rule("aws_access_key_id");
         let key = b"AKIAZ2MQ4JXLS7RT5WHB";

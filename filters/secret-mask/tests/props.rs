@@ -402,6 +402,30 @@ fn sse(event: &str, data: &Value, crlf: bool) -> String {
     format!("event: {event}{nl}data: {data}{nl}{nl}")
 }
 
+/// A delta event in the API's own layout (`type`, `index`, `delta` in that order: the
+/// rewriter's parser-free path), or with serde_json's sorted keys (its JSON paths).
+fn delta_sse(
+    index: usize,
+    delta_type: &str,
+    field: &str,
+    text: &str,
+    api: bool,
+    crlf: bool,
+) -> String {
+    if !api {
+        return sse(
+            "content_block_delta",
+            &json!({"type":"content_block_delta","index":index,"delta":{"type":delta_type, field: text}}),
+            crlf,
+        );
+    }
+    let nl = if crlf { "\r\n" } else { "\n" };
+    let text = Value::from(text);
+    format!(
+        "event: content_block_delta{nl}data: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"{delta_type}\",\"{field}\":{text}}}}}{nl}{nl}"
+    )
+}
+
 fn build_stream(rng: &mut Rng) -> StreamCase {
     let crlf = rng.below(3) == 0;
     let all = secrets(rng);
@@ -457,11 +481,8 @@ fn build_stream(rng: &mut Rng) -> StreamCase {
             crlf,
         );
         for piece in random_pieces(rng, &stream_text) {
-            out += &sse(
-                "content_block_delta",
-                &json!({"type":"content_block_delta","index":index,"delta":{"type":delta_type, field: piece}}),
-                crlf,
-            );
+            let api = rng.below(4) != 0;
+            out += &delta_sse(index, delta_type, field, &piece, api, crlf);
             if rng.below(5) == 0 {
                 out += &sse("ping", &json!({"type":"ping"}), crlf);
             }
@@ -641,5 +662,85 @@ fn clean_streams_are_byte_identical_under_any_chunking() {
                 .collect()
         };
         assert_eq!(text(&out), text(s.as_bytes()), "seed {seed}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The literal-prefix prefilter.
+
+/// Custom rules with literal prefixes of every kind (a literal, case-insensitive variants,
+/// alternations, a prefix after `\b`) and without any (a class first: the matcher falls back
+/// to the DFA at every first byte), next to the defaults.
+fn custom_rules() -> Rc<RuleSet> {
+    let policy = json!({
+        "rules": [
+            {"id": "canary", "literal": "CANARY-7f3a9c"},
+            {"id": "ci_token", "regex": "(?i)tok_[a-z0-9]{6}"},
+            {"id": "alt", "regex": "(?:pk|qk)-[0-9]{4}|zz[A-Z]{3}"},
+            {"id": "bounded", "regex": "(?-u:\\b)sec[0-9]{3}"},
+            {"id": "hex", "regex": "[a-f][0-9]{5}"}
+        ]
+    });
+    load(policy.to_string().as_bytes(), &|_| None)
+        .unwrap()
+        .rules
+}
+
+#[test]
+fn prefilter_never_changes_the_outcome_for_custom_rules() {
+    let rules = custom_rules();
+    let frags: &[&str] = &[
+        "CANARY-", "7f3a9c", "CAN", "tok_", "TOK_", "ToK_", "a1b2c3", "pk-", "qk-", "1234", "zz",
+        "ABC", "sec", "123", "x", "a", "b12345", "f", "0", " ", "é", "sk-", "AKIA", "Z2MQ4JXL",
+        "S7RT5WHB", "-", "_",
+    ];
+    for seed in 0..400 {
+        let mut rng = Rng::new(120_000 + seed);
+        let mut text = String::new();
+        for _ in 0..rng.below(50) + 1 {
+            text += *rng.pick(frags);
+        }
+        let expected = String::from_utf8(reference(&rules, text.as_bytes())).unwrap();
+        let mut st = Stats::default();
+        let one_shot = rules
+            .mask_str(&text, &mut st)
+            .unwrap_or_else(|| text.clone());
+        assert_eq!(one_shot, expected, "seed {seed} one-shot {text:?}");
+        let pieces = random_pieces(&mut rng, &text);
+        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        let (out, _) = stream_text(&rules, &refs);
+        assert_eq!(out, expected, "seed {seed} streamed {pieces:?}");
+    }
+}
+
+#[test]
+fn every_prefix_of_every_shape_is_held_back_until_decided() {
+    // A secret cut after any byte, with nothing after it yet: nothing from its first byte on
+    // may be released (the prefilter must treat a partial literal at the end as "maybe").
+    let rules = defaults();
+    for seed in 0..4 {
+        let mut rng = Rng::new(300 + seed);
+        for (id, secret) in secrets(&mut rng) {
+            for cut in 1..=secret.len() {
+                if !secret.is_char_boundary(cut) {
+                    continue;
+                }
+                let mut m = TextMasker::new(Rc::clone(&rules));
+                let mut st = Stats::default();
+                let released = m.feed(&format!("pre {}", &secret[..cut]), &mut st);
+                let expected = format!("pre [REDACTED:{id}] post");
+                // Either nothing of the secret yet, or (a footer-terminated PEM block, decided
+                // at its last byte) its replacement.
+                assert!(
+                    expected.starts_with(&released)
+                        && (released.len() <= 4
+                            || released.starts_with(&format!("pre [REDACTED:{id}]"))),
+                    "{id} cut {cut}: released {released:?}"
+                );
+                let rest =
+                    m.feed(&format!("{} post", &secret[cut..]), &mut st) + &m.finish(&mut st);
+                assert_eq!(format!("{released}{rest}"), expected, "{id} cut {cut}");
+            }
+        }
     }
 }
