@@ -451,7 +451,7 @@ fn write_delta(
     }
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(DELTA_HEAD);
-    out.extend_from_slice(index.to_string().as_bytes());
+    push_decimal(index, out);
     out.extend_from_slice(br#","delta":{"type":""#);
     out.extend_from_slice(kind.delta_type().as_bytes());
     out.extend_from_slice(br#"",""#);
@@ -460,6 +460,21 @@ fn write_delta(
     // Serializing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
     out.extend_from_slice(b"}}\n\n");
+}
+
+/// Appends `n` in decimal (no allocation, unlike `to_string`).
+fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Recognizes a delta event's data in the API's exact compact layout
@@ -724,6 +739,42 @@ mod tests {
         let v: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["command"], "echo \"[REDACTED:aws_access_key_id]\"\n");
         assert_eq!(v["n"], 1);
+    }
+
+    #[test]
+    fn api_layout_deltas_take_the_parser_free_path_and_round_trip() {
+        let data = br#"{"type":"content_block_delta","index":12,"delta":{"type":"text_delta","text":"a\"b\n\u00e9"}}"#;
+        let (index, kind, text) = canonical_delta(data).unwrap();
+        assert_eq!((index, kind, &*text), (12, Kind::Text, "a\"b\n\u{e9}"));
+        let data = br#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"k\": "}}"#;
+        let (_, kind, text) = canonical_delta(data).unwrap();
+        assert_eq!((kind, &*text), (Kind::Json, "{\"k\": "));
+        // Anything else goes to the JSON paths: other layouts, extra fields, bad JSON.
+        for bad in [
+            &br#"{"type":"content_block_delta","index":01,"delta":{"type":"text_delta","text":"x"}}"#[..],
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","y":1}}"#,
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}} "#,
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x\"}}"#,
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a	b"}}"#,
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"x"}}"#,
+            br#"{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#,
+        ] {
+            assert!(canonical_delta(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+        let mut out = Vec::new();
+        write_delta(
+            Some("content_block_delta"),
+            None,
+            None,
+            907,
+            Kind::Thinking,
+            "q\"\n",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":907,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"q\\\"\\n\"}}\n\n"
+        );
     }
 
     #[test]
