@@ -197,7 +197,7 @@ impl SseRewriter {
             }
         }
         let Ok(mut value) = serde_json::from_slice::<Value>(data) else {
-            self.passthrough(&block, out);
+            self.passthrough(block, out);
             return;
         };
         let ty = value
@@ -217,9 +217,9 @@ impl SseRewriter {
                     (Some(index), Some(kind)) => self.delta(block, &mut value, index, kind, out),
                     (Some(index), None) => {
                         self.flush(index, out);
-                        self.passthrough_value(&block, value, out);
+                        self.passthrough_value(block, value, out);
                     }
-                    _ => self.passthrough_value(&block, value, out),
+                    _ => self.passthrough_value(block, value, out),
                 }
             }
             "content_block_stop" => {
@@ -227,19 +227,19 @@ impl SseRewriter {
                     self.flush(index, out);
                     self.blocks.remove(&index);
                 }
-                self.passthrough_value(&block, value, out);
+                self.passthrough_value(block, value, out);
             }
             "message_delta" | "message_stop" | "error" => {
                 self.flush_all(out);
-                self.passthrough_value(&block, value, out);
+                self.passthrough_value(block, value, out);
             }
-            _ => self.passthrough_value(&block, value, out),
+            _ => self.passthrough_value(block, value, out),
         }
     }
 
     fn start(&mut self, block: &BlockRef<'_>, mut value: Value, out: &mut Vec<u8>) {
         let Some(index) = value.get("index").and_then(Value::as_u64) else {
-            self.passthrough_value(&block, value, out);
+            self.passthrough_value(block, value, out);
             return;
         };
         // A new block at an index still open: finish the old one first.
@@ -275,7 +275,7 @@ impl SseRewriter {
                 // Mask any other strings (ids, names) too.
                 let masked = mask_value(&self.rules, &mut value, &mut self.stats);
                 if changed || masked {
-                    self.emit_value(&block, &value, out);
+                    self.emit_value(block, &value, out);
                 } else {
                     out.extend_from_slice(block.raw);
                 }
@@ -283,9 +283,9 @@ impl SseRewriter {
             Some(kind) => {
                 self.blocks
                     .insert(index, BlockStream::new(kind, &self.rules, event_name));
-                self.passthrough_value(&block, value, out);
+                self.passthrough_value(block, value, out);
             }
-            None => self.passthrough_value(&block, value, out),
+            None => self.passthrough_value(block, value, out),
         }
     }
 
@@ -304,7 +304,7 @@ impl SseRewriter {
             .map(str::to_string)
         else {
             self.flush(index, out);
-            self.passthrough_value(&block, value.take(), out);
+            self.passthrough_value(block, value.take(), out);
             return;
         };
         if self.blocks.get(&index).is_some_and(|s| s.kind != kind) {
@@ -331,7 +331,7 @@ impl SseRewriter {
         if let Some(slot) = value.get_mut("delta").and_then(|d| d.get_mut(field)) {
             *slot = Value::String(released);
         }
-        self.emit_value(&block, value, out);
+        self.emit_value(block, value, out);
     }
 
     fn fast_delta(
