@@ -55,7 +55,7 @@ fn main() {
         text.len(),
         masked
     );
-    // SSE rewriter: deltas of ~20 bytes, 4 KiB network chunks.
+    // SSE rewriter: deltas of ~20 bytes in the API's layout, 4 KiB network chunks.
     let mut sse = String::new();
     let mut i = 0;
     while i < text.len().min(4 << 20) {
@@ -63,8 +63,11 @@ fn main() {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let v = serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":&text[i..end]}});
-        sse.push_str(&format!("event: content_block_delta\ndata: {v}\n\n"));
+        // The API's layout (type, index, delta), as the upstream sends it.
+        let t = serde_json::Value::from(&text[i..end]);
+        sse.push_str(&format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":{t}}}}}\n\n"
+        ));
         i = end;
     }
     let mut best = f64::MAX;
