@@ -149,6 +149,23 @@ impl RuleSet {
         self.pairs[bit / 64] & (1 << (bit % 64)) != 0
     }
 
+    /// The first position from `p` on whose first byte starts a rule and whose first two
+    /// bytes (when both have arrived) start a rule's prefix; `hay.len()` if none.
+    #[inline]
+    fn next_candidate(&self, hay: &[u8], mut p: usize) -> usize {
+        while p + 1 < hay.len() {
+            let (b0, b1) = (hay[p], hay[p + 1]);
+            if self.pair(b0, b1) && self.starts[usize::from(b0)] {
+                return p;
+            }
+            p += 1;
+        }
+        if p < hay.len() && self.starts[usize::from(hay[p])] {
+            return p;
+        }
+        hay.len()
+    }
+
     /// Whether some rule may start a match at `hay[p]` (a superset of the positions where
     /// [`Rule::eval`] can answer anything but `NoMatch`, whatever follows `hay`): the first
     /// byte, the first two bytes, then each candidate rule's literal prefixes.
@@ -286,21 +303,12 @@ impl StreamMasker {
         let mut p = self.scan;
         let mut blocked = None;
         while p < buf.len() {
-            // Skip bytes no rule can start with.
-            match buf[p..].iter().position(|&b| rules.starts[b as usize]) {
-                Some(skip) => p += skip,
-                None => {
-                    p = buf.len();
-                    break;
-                }
+            // Skip positions whose first two bytes start no rule (one table lookup per byte).
+            p = rules.next_candidate(buf, p);
+            if p >= buf.len() {
+                break;
             }
             let b0 = buf[p];
-            if let Some(&b1) = buf.get(p + 1) {
-                if !rules.pair(b0, b1) {
-                    p += 1;
-                    continue;
-                }
-            }
             let candidates = &rules.by_first[usize::from(b0)];
             let prev = if p == 0 { self.prev } else { Some(buf[p - 1]) };
             let mut best: Option<(usize, usize)> = None; // (len, rule)
