@@ -3,7 +3,7 @@
 //! The shipped policy (`policies/secret-mask.json`: the default rules and the upstream key) in
 //! the real `tollgate_secret_mask.wasm`, and three answers:
 //!
-//! - `sse_text_4k_chunks`: a streamed Messages answer (~512 KiB of SSE): a text block of prose,
+//! - `sse_text_4k_chunks`: a streamed Messages answer (~960 KB of SSE): a text block of prose,
 //!   markdown and code in deltas of 4–60 bytes (as the API streams a few tokens at a time), a
 //!   secret of one of eight default shapes every ~1.5 KiB of text — each split across deltas —
 //!   and a `tool_use` block whose `input_json_delta` fragments carry a key; events are laid out
@@ -12,7 +12,7 @@
 //!   chunks), as TCP coalesces events sent back to back. Throughput is bytes of SSE.
 //! - `sse_text_per_event`: the same answer, one network chunk per event (a live stream: the
 //!   per-chunk cost dominates).
-//! - `json_answer`: the same text as a non-streamed Message JSON (~256 KiB) in 16 KiB chunks.
+//! - `json_answer`: the same text as a non-streamed Message JSON (~210 KB) in 16 KiB chunks.
 //!
 //! Each is also run through an empty gateway (`*_harness_only`): the harness's own cost, so
 //! the filter's share is the difference. Before measuring, every answer is checked once: the
