@@ -151,9 +151,9 @@ pub const JWT_PG: &str = "jwt-auth+prompt-guard";
 pub const JWT_PG_KI: &str = "jwt-auth+prompt-guard+key-inject";
 pub const NATIVE: &str = "native-jwt_authn";
 pub const NATIVE_CACHE: &str = "native-jwt_authn+cache";
-/// The price of being a proxy-wasm filter at all: the probe test fixture without commands (per
-/// request one header read and two counter increments), once and four times (four VMs, as the
-/// chain has).
+/// Near the price of being a proxy-wasm filter at all: the probe test fixture without commands
+/// (per request one header read, three filter-state writes and two counter increments), once
+/// and four times (four VMs, as the chain has).
 pub const NOOP1: &str = "1-noop-filter";
 pub const NOOP4: &str = "4-noop-filters";
 

@@ -420,9 +420,9 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
          previous line (medians, so steps are approximate and can be negative within noise). At \
          c=16 the one Envoy worker is saturated, so 1/RPS is the worker time one request costs, \
          and its step is the best per-filter cost figure on a noisy machine. The *noop* lines \
-         (4 KB only) are the floor: the probe test fixture without commands (one header read and \
-         two counter increments per request), once and as four filters in four VMs; Envoy \
-         native and noop lines are compared with passthrough only.\n"
+         (4 KB only) are near the floor: the probe test fixture without commands (per request one \
+         header read, three filter-state writes and two counter increments), once and as four \
+         filters in four VMs; Envoy native and noop lines are compared with passthrough only.\n"
     );
     for p in ["4k", "agent50k", "stream64k"] {
         let Some(s) = case(r, "filters", p, 16) else {
