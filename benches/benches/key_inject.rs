@@ -43,7 +43,8 @@ fn upstream() -> Upstream {
 }
 
 fn bench(c: &mut Criterion) {
-    let host = Host::new().unwrap_or_else(|e| panic!("harness host: {e}"));
+    // No fuel metering: the filter's code runs as in Envoy (see `Host::unmetered`).
+    let host = Host::unmetered().unwrap_or_else(|e| panic!("harness host: {e}"));
     let wasm = tollgate_benches::wasm_path("key-inject").unwrap_or_else(|e| panic!("{e}"));
     let spec = FilterSpec::new(wasm)
         .name("key-inject")

@@ -237,7 +237,8 @@ fn check_sse(out: &Outcome, masked_text: &str, expected_input: &Value) {
 }
 
 fn bench(c: &mut Criterion) {
-    let host = Host::new().unwrap_or_else(|e| panic!("harness host: {e}"));
+    // No fuel metering: the filter's code runs as in Envoy (see `Host::unmetered`).
+    let host = Host::unmetered().unwrap_or_else(|e| panic!("harness host: {e}"));
     let wasm = tollgate_benches::wasm_path("secret-mask").unwrap_or_else(|e| panic!("{e}"));
     let spec = FilterSpec::new(wasm)
         .name("secret-mask")

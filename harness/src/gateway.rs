@@ -369,9 +369,12 @@ impl Gateway {
         };
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limits as &mut dyn ResourceLimiter);
-        store
-            .set_fuel(spec.fuel)
-            .map_err(|e| instantiate(e.to_string()))?;
+        let fuel_per_call = host.metered().then_some(spec.fuel);
+        if let Some(fuel) = fuel_per_call {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| instantiate(e.to_string()))?;
+        }
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| instantiate(format!("{e:#}")))?;
@@ -382,7 +385,7 @@ impl Gateway {
         let mut vm = Vm {
             store,
             exports,
-            fuel_per_call: spec.fuel,
+            fuel_per_call,
             failed: None,
         };
         let trap = |message: String| HarnessError::Trap {

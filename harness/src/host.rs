@@ -22,25 +22,44 @@ pub struct Host {
 
 struct HostInner {
     engine: Engine,
+    /// Whether guest code is compiled with fuel metering (see [`Host::unmetered`]).
+    metered: bool,
     linker: Linker<VmState>,
     cache: Mutex<HashMap<PathBuf, CachedModule>>,
 }
 
 impl Host {
+    /// The host for tests: fuel bounds every callback, so a looping filter fails its stream
+    /// with a clear error instead of hanging the test.
     pub fn new() -> Result<Host, HarnessError> {
+        Host::with_metering(true)
+    }
+
+    /// The host for benchmarks: no fuel metering, so guest code runs as Envoy's runtimes run
+    /// it (metering adds a counter update to every basic block of the filter). A looping filter
+    /// hangs here; `FilterSpec::fuel` is ignored.
+    pub fn unmetered() -> Result<Host, HarnessError> {
+        Host::with_metering(false)
+    }
+
+    fn with_metering(metered: bool) -> Result<Host, HarnessError> {
         let mut config = Config::new();
-        // Fuel bounds every callback, so a looping filter fails with a clear error.
-        config.consume_fuel(true);
+        config.consume_fuel(metered);
         let engine = Engine::new(&config).map_err(|e| HarnessError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         crate::abi::link(&mut linker).map_err(|e| HarnessError::Engine(e.to_string()))?;
         Ok(Host {
             inner: Arc::new(HostInner {
                 engine,
+                metered,
                 linker,
                 cache: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    pub(crate) fn metered(&self) -> bool {
+        self.inner.metered
     }
 
     pub(crate) fn engine(&self) -> &Engine {

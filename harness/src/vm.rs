@@ -163,7 +163,8 @@ impl Exports {
 pub(crate) struct Vm {
     pub store: Store<VmState>,
     pub exports: Exports,
-    pub fuel_per_call: u64,
+    /// `None` on an unmetered host (benchmarks).
+    pub fuel_per_call: Option<u64>,
     /// Set when the VM trapped: Envoy marks the plugin failed and fails every later stream.
     pub failed: Option<String>,
 }
@@ -194,8 +195,10 @@ impl Vm {
             effective_context: context_id,
             ..CallState::default()
         };
-        if let Err(e) = self.store.set_fuel(self.fuel_per_call) {
-            return Err(format!("cannot set fuel: {e}"));
+        if let Some(fuel) = self.fuel_per_call {
+            if let Err(e) = self.store.set_fuel(fuel) {
+                return Err(format!("cannot set fuel: {e}"));
+            }
         }
         let result = f(&mut self.store, &self.exports);
         self.drain_output();

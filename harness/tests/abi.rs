@@ -755,6 +755,26 @@ fn an_endless_loop_runs_out_of_fuel() {
 }
 
 #[test]
+fn an_unmetered_host_ignores_the_fuel_budget() {
+    // A budget far too small for one callback: the metered host fails the stream, the
+    // unmetered one (benchmarks) runs the filter as Envoy would.
+    let tiny = || probe().fuel(1_000);
+    let metered = Gateway::builder(host()).filter(tiny()).build();
+    assert!(
+        metered.is_err(),
+        "the metered host must run out of fuel while starting the VM"
+    );
+    let unmetered = Host::unmetered().expect("engine");
+    let mut gw = Gateway::builder(&unmetered)
+        .filter(tiny())
+        .build()
+        .expect("probe starts unmetered");
+    let out = run(&mut gw, "");
+    assert_eq!(out.client.status, 200, "{:?}", out.failure);
+    assert_eq!(out.client.body, b"hello from upstream");
+}
+
+#[test]
 fn memory_is_limited() {
     let mut gw = gateway(probe().memory_limit(64 << 20));
     let out = run(&mut gw, "alloc-mb:2");
