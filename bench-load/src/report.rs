@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::load::{median, round1};
-use crate::{CHAIN, JWT, JWT_PG, JWT_PG_KI, NATIVE, NATIVE_CACHE, NOOP1, NOOP4, PASS};
+use crate::{CHAIN, NOOP1, NOOP4, PASS, PER_FILTER_VARIANTS};
 
 /// nproc, CPU model, memory, kernel.
 pub fn machine() -> Value {
@@ -431,17 +431,7 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
         let _ = writeln!(o, "### {}\n", payload_title(p));
         let _ = writeln!(o, "| variant | RPS | ratio | worker µs/request (1/RPS) | step | p50 | added p50 | step p50 | p99 | added p99 |\n|---|---|---|---|---|---|---|---|---|---|");
         let mut prev: Option<(f64, f64)> = None;
-        for v in [
-            PASS,
-            NOOP1,
-            NOOP4,
-            NATIVE,
-            NATIVE_CACHE,
-            JWT,
-            JWT_PG,
-            JWT_PG_KI,
-            CHAIN,
-        ] {
+        for v in PER_FILTER_VARIANTS {
             let Some(x) = s["variants"].get(v) else {
                 continue;
             };

@@ -359,22 +359,33 @@ fn streaming_equals_one_shot_equals_reference_on_dense_near_misses() {
         "-",
         "_",
     ];
+    fragment_texts_match_the_reference(&rules, frags, 50_000, 60);
+}
+
+/// 400 texts glued from random `frags` (up to `max_frags` each), masked one-shot and streamed
+/// in random pieces: both must equal the brute-force reference, and the hold-back stays
+/// bounded by the rule window.
+fn fragment_texts_match_the_reference(
+    rules: &Rc<RuleSet>,
+    frags: &[&str],
+    seed_base: u64,
+    max_frags: usize,
+) {
     for seed in 0..400 {
-        let mut rng = Rng::new(50_000 + seed);
+        let mut rng = Rng::new(seed_base + seed);
         let mut text = String::new();
-        let n = rng.below(60) + 1;
-        for _ in 0..n {
+        for _ in 0..rng.below(max_frags) + 1 {
             text += *rng.pick(frags);
         }
-        let expected = String::from_utf8(reference(&rules, text.as_bytes())).unwrap();
+        let expected = String::from_utf8(reference(rules, text.as_bytes())).unwrap();
         let mut st = Stats::default();
         let one_shot = rules
             .mask_str(&text, &mut st)
             .unwrap_or_else(|| text.clone());
-        assert_eq!(one_shot, expected, "seed {seed} one-shot");
+        assert_eq!(one_shot, expected, "seed {seed} one-shot {text:?}");
         let pieces = random_pieces(&mut rng, &text);
         let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-        let (out, held) = stream_text(&rules, &refs);
+        let (out, held) = stream_text(rules, &refs);
         assert_eq!(out, expected, "seed {seed} streamed {pieces:?}");
         assert!(held <= 2 * rules.max_window() + 4);
     }
@@ -694,23 +705,7 @@ fn prefilter_never_changes_the_outcome_for_custom_rules() {
         "ABC", "sec", "123", "x", "a", "b12345", "f", "0", " ", "é", "sk-", "AKIA", "Z2MQ4JXL",
         "S7RT5WHB", "-", "_",
     ];
-    for seed in 0..400 {
-        let mut rng = Rng::new(120_000 + seed);
-        let mut text = String::new();
-        for _ in 0..rng.below(50) + 1 {
-            text += *rng.pick(frags);
-        }
-        let expected = String::from_utf8(reference(&rules, text.as_bytes())).unwrap();
-        let mut st = Stats::default();
-        let one_shot = rules
-            .mask_str(&text, &mut st)
-            .unwrap_or_else(|| text.clone());
-        assert_eq!(one_shot, expected, "seed {seed} one-shot {text:?}");
-        let pieces = random_pieces(&mut rng, &text);
-        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-        let (out, _) = stream_text(&rules, &refs);
-        assert_eq!(out, expected, "seed {seed} streamed {pieces:?}");
-    }
+    fragment_texts_match_the_reference(&rules, frags, 120_000, 50);
 }
 
 #[test]
