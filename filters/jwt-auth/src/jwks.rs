@@ -10,7 +10,10 @@
 //!
 //! RSA keys are parsed and policy-checked by jwt-simple (`from_jwk`: 2048–4096 bits, e = 65537)
 //! and then verified with tollgate's own RSA code ([`crate::rsa`], several times faster in
-//! wasm than jwt-simple's pure-Rust backend); EC, EdDSA and HMAC keys verify with jwt-simple.
+//! wasm than jwt-simple's pure-Rust backend). ES256 keys are parsed and validated by
+//! jwt-simple too (strict JWK, point on the curve), checked again and verified by tollgate's
+//! own P-256 code ([`crate::p256`], with per-key precomputed tables); ES384, EdDSA and HMAC
+//! keys verify with jwt-simple.
 
 use std::fmt;
 
@@ -19,6 +22,7 @@ use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::json::{parse_strict, StrictJsonError};
+use crate::p256::P256PublicKey;
 use crate::rsa::{Hash, Padding, RsaPublicKey};
 
 /// Largest JWKS document accepted, in bytes.
@@ -114,7 +118,8 @@ pub enum VerifyKey {
     /// RS256, RS384, RS512 or PS256 (the `Alg`, fixed when the key is loaded), verified by
     /// [`crate::rsa`].
     Rsa(RsaAlg, RsaPublicKey),
-    ES256(ES256PublicKey),
+    /// ES256, verified by [`crate::p256`] (the key carries its precomputed tables).
+    ES256(P256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
 }
@@ -139,8 +144,8 @@ impl VerifyKey {
 
     /// Checks the signature of `token`, whose header names `header_alg`, with this key's
     /// algorithm: a token naming another algorithm never verifies. jwt-simple keys also apply
-    /// jwt-simple's own claim checks under `options`; RSA keys check the signature only (the
-    /// verifier checks the claims itself, before any key is used).
+    /// jwt-simple's own claim checks under `options`; RSA and ES256 keys check the signature
+    /// only (the verifier checks the claims itself, before any key is used).
     pub fn verify(
         &self,
         token: &str,
@@ -155,18 +160,13 @@ impl VerifyKey {
             VerifyKey::HS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyKey::Rsa(alg, key) => {
                 let (hash, padding) = alg.scheme();
-                let (input, signature) = token
-                    .rsplit_once('.')
-                    .ok_or_else(|| jwt_simple::Error::msg("not a compact JWS"))?;
-                let signature = Base64UrlSafeNoPadding::decode_to_vec(signature, None)
-                    .map_err(|_| jwt_simple::Error::msg("bad signature encoding"))?;
-                if key.verify(hash, padding, input.as_bytes(), &signature) {
-                    Ok(())
-                } else {
-                    Err(jwt_simple::Error::msg("invalid signature"))
-                }
+                check_signature(token, |input, signature| {
+                    key.verify(hash, padding, input, signature)
+                })
             }
-            VerifyKey::ES256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyKey::ES256(key) => {
+                check_signature(token, |input, signature| key.verify(input, signature))
+            }
             VerifyKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
         }
@@ -191,7 +191,7 @@ impl VerifyKey {
                 RsaAlg::PS256,
                 PS256PublicKey::from_jwk(jwk)?.to_components(),
             )?,
-            Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
+            Alg::ES256 => es256_key(jwk)?,
             Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
             Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
             Alg::HS256 => {
@@ -201,6 +201,42 @@ impl VerifyKey {
             }
         })
     }
+}
+
+/// Splits a compact JWS into signing input and (base64url-decoded) signature and asks `verify`.
+fn check_signature(
+    token: &str,
+    verify: impl FnOnce(&[u8], &[u8]) -> bool,
+) -> Result<(), jwt_simple::Error> {
+    let (input, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| jwt_simple::Error::msg("not a compact JWS"))?;
+    let signature = Base64UrlSafeNoPadding::decode_to_vec(signature, None)
+        .map_err(|_| jwt_simple::Error::msg("bad signature encoding"))?;
+    if verify(input.as_bytes(), &signature) {
+        Ok(())
+    } else {
+        Err(jwt_simple::Error::msg("invalid signature"))
+    }
+}
+
+/// The DER `SubjectPublicKeyInfo` prefix of an uncompressed P-256 key (id-ecPublicKey,
+/// prime256v1, a 66-byte BIT STRING): the SEC1 point `04 ‖ x ‖ y` follows it.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// An ES256 key: the JWK parsed and validated by jwt-simple (strict members, a point on the
+/// curve), its point taken from the key's DER form and checked again by
+/// [`P256PublicKey::from_sec1_uncompressed`], which also builds its tables.
+fn es256_key(jwk: &str) -> Result<VerifyKey, jwt_simple::Error> {
+    let der = ES256PublicKey::from_jwk(jwk)?.to_der()?;
+    let point = der
+        .strip_prefix(&P256_SPKI_PREFIX[..])
+        .ok_or_else(|| jwt_simple::Error::msg("unexpected P-256 key encoding"))?;
+    let key = P256PublicKey::from_sec1_uncompressed(point).map_err(jwt_simple::Error::new)?;
+    Ok(VerifyKey::ES256(key))
 }
 
 /// The RSA algorithms (a [`VerifyKey::Rsa`] holds exactly one).

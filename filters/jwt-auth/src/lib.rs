@@ -7,6 +7,7 @@
 //! - [`json`]: strict JSON (duplicate keys rejected) for every untrusted document.
 //! - [`jwks`]: key sets, each key bound to its own algorithm.
 //! - [`rsa`]: RSA signature verification (RS256/384/512, PS256), fast in wasm.
+//! - [`p256`]: ES256 signature verification (P-256 ECDSA with precomputed tables), fast in wasm.
 //! - [`verifier`]: header pre-checks, key selection, signature and claim validation.
 //! - [`cache`]: verified tokens, keyed by a hash, bounded, never past `exp`.
 //! - [`matcher`]: which paths need no token, and what each path requires.
@@ -22,11 +23,13 @@ pub mod filter;
 pub mod json;
 pub mod jwks;
 pub mod matcher;
+pub mod p256;
 pub mod remote;
 pub mod rsa;
 pub mod verifier;
 
-#[cfg(target_arch = "wasm32")]
+// The entry point of the standalone filter; off when linked into the one-module bundle.
+#[cfg(all(target_arch = "wasm32", feature = "plugin"))]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {

@@ -582,10 +582,12 @@ fn a_key_whose_algorithm_differs_never_verifies() {
     let token = rs
         .sign(claims_for(Claims::create(Duration::from_mins(5))))
         .unwrap();
+    let es_set = parse_jwks(&jwks_of(&[es.public_key().to_jwk()]), &[Alg::ES256]).unwrap();
     let key = Key {
         kid: None,
-        key: VerifyKey::ES256(es.public_key()),
+        key: es_set.keys[0].key.clone(),
     };
+    assert!(matches!(key.key, VerifyKey::ES256(_)));
     assert!(key
         .key
         .verify(&token, Alg::RS256, VerificationOptions::default())
