@@ -1,6 +1,7 @@
 //! Native verification cost per algorithm, uncached (decode + claim checks + signature +
-//! identity) and cached (SHA-256 of the token + cache lookup). Inside Envoy's V8 the uncached
-//! figures are several times higher; the cached path is what a reused token costs.
+//! identity) and cached (the cache lookup), and the one-time cost of loading an ES256 key
+//! (its precomputed tables). Inside Envoy's V8 the uncached figures are several times higher;
+//! the cached path is what a reused token costs.
 //!
 //! `cargo bench -p tollgate-jwt-auth --bench verify`
 
@@ -91,6 +92,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| cache.get(&token, now).map(|i| i.subject.len()))
         });
     }
+    // Loading one ES256 key from its JWK: jwt-simple's parse and checks, then the key's comb
+    // tables (src/p256.rs); paid once per key and VM, not per token.
+    let es = ES256KeyPair::generate().with_key_id("es");
+    let jwks = format!("{{\"keys\":[{}]}}", es.public_key().to_jwk());
+    group.bench_function("ES256/key-load", |b| {
+        b.iter(|| parse_jwks(jwks.as_bytes(), &[Alg::ES256]).unwrap().len())
+    });
     group.finish();
 }
 

@@ -531,6 +531,40 @@ mod tests {
     }
 
     #[test]
+    fn es256_keys_carry_the_jwk_point_and_points_off_the_curve_are_skipped() {
+        let ec = ES256KeyPair::generate().with_key_id("e1");
+        let jwk: serde_json::Map<String, Value> =
+            serde_json::from_str(&ec.public_key().to_jwk()).unwrap();
+        let set = parse_jwks(
+            &jwks(&[serde_json::to_string(&jwk).unwrap()]),
+            &[Alg::ES256],
+        );
+        let VerifyKey::ES256(key) = &set.unwrap().keys[0].key else {
+            panic!("not an ES256 key");
+        };
+        let (x, y) = key.coordinates();
+        let b64 = |v: &Value| Base64UrlSafeNoPadding::decode_to_vec(v.as_str().unwrap(), None);
+        assert_eq!(x.to_vec(), b64(&jwk["x"]).unwrap());
+        assert_eq!(y.to_vec(), b64(&jwk["y"]).unwrap());
+        // y changed by one bit: not on the curve; the identity has no JWK form, and (0, 0) is
+        // not on the curve either.
+        let mut y_bad = y;
+        y_bad[31] ^= 1;
+        use ct_codecs::Encoder;
+        let enc = |b: &[u8]| ct_codecs::Base64UrlSafeNoPadding::encode_to_string(b).unwrap();
+        for (x, y) in [(x, y_bad), ([0; 32], [0; 32])] {
+            let mut bad = jwk.clone();
+            bad.insert("x".into(), enc(&x).into());
+            bad.insert("y".into(), enc(&y).into());
+            let raw = jwks(&[serde_json::to_string(&bad).unwrap()]);
+            assert_eq!(
+                parse_jwks(&raw, &[Alg::ES256]).unwrap_err(),
+                JwksError::NoUsableKey { skipped: 1 }
+            );
+        }
+    }
+
+    #[test]
     fn algorithm_names_are_exact() {
         assert_eq!(Alg::from_name("RS256"), Some(Alg::RS256));
         assert_eq!(Alg::from_name("rs256"), None);

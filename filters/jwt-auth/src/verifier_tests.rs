@@ -702,3 +702,122 @@ fn rsa_tokens_are_judged_like_jwt_simple_valid_and_corrupted() {
         }
     }
 }
+
+#[test]
+fn es256_tokens_are_judged_like_jwt_simple_valid_and_corrupted() {
+    // Our P-256 code (src/p256.rs) against jwt-simple's (the p256 crate) on whole tokens:
+    // every verdict equal, high-s twins accepted by both.
+    use rsa::BigUint;
+    let n = BigUint::parse_bytes(
+        b"FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551",
+        16,
+    )
+    .unwrap();
+    let be32 = |x: &BigUint| {
+        let raw = x.to_bytes_be();
+        let mut out = vec![0u8; 32 - raw.len()];
+        out.extend_from_slice(&raw);
+        out
+    };
+    let pairs: Vec<ES256KeyPair> = (0..8)
+        .map(|i| ES256KeyPair::generate().with_key_id(&format!("es{i}")))
+        .collect();
+    let keys = parse_jwks(
+        &jwks_of(
+            &pairs
+                .iter()
+                .map(|p| p.public_key().to_jwk())
+                .collect::<Vec<_>>(),
+        ),
+        &Alg::ASYMMETRIC,
+    )
+    .unwrap();
+    let policy = Policy::new(ISS);
+    let tokens: Vec<String> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.sign(claims_for(Claims::create(Duration::from_mins(
+                5 + i as u64,
+            ))))
+            .unwrap()
+        })
+        .collect();
+    let mut rng = 0x5eed_e256_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for (i, token) in tokens.iter().enumerate() {
+        let public = pairs[i].public_key();
+        let reference = |t: &str| public.verify_token::<NoCustomClaims>(t, None).is_ok();
+        assert!(reference(token));
+        assert_eq!(check(token, &policy, &keys), Ok(()), "token {i}");
+        let sig = token.rsplit_once('.').unwrap().1;
+        let raw = Base64UrlSafeNoPadding::decode_to_vec(sig, None).unwrap();
+        assert_eq!(raw.len(), 64);
+        let (r, s) = (
+            BigUint::from_bytes_be(&raw[..32]),
+            BigUint::from_bytes_be(&raw[32..]),
+        );
+        // The high-s twin (n − s) is a valid signature for both.
+        let high = [be32(&r), be32(&(&n - &s))].concat();
+        let twin = with_signature(token, &enc(&high));
+        assert!(reference(&twin), "jwt-simple refuses n - s");
+        assert_eq!(check(&twin, &policy, &keys), Ok(()), "n - s refused");
+        let mut variants = vec![
+            with_signature(token, &sig[..sig.len() - 1]),
+            with_signature(token, &sig[4..]),
+            with_signature(token, &format!("AAAA{sig}")),
+            with_signature(token, &enc(&[0u8; 64])),
+            with_signature(token, &enc(&[0xFFu8; 64])),
+            with_signature(token, &enc(&raw[..32])),
+            with_signature(token, &enc(&[&[0u8][..], &raw].concat())),
+            with_signature(token, &enc(&[&raw[..], &[0u8][..]].concat())),
+            with_signature(
+                token,
+                &enc(&[raw[32..].to_vec(), raw[..32].to_vec()].concat()),
+            ),
+            with_signature(token, ""),
+        ];
+        let zero = BigUint::from(0u32);
+        for bad in [&zero, &n, &(&n + 1u32)] {
+            let b = be32(bad);
+            variants.push(with_signature(token, &enc(&[b.clone(), be32(&s)].concat())));
+            variants.push(with_signature(token, &enc(&[be32(&r), b].concat())));
+        }
+        // r + n and s + n (same residues, out of range) where they fit in 32 bytes.
+        for (a, b) in [(&r + &n, s.clone()), (r.clone(), &s + &n)] {
+            if a.bits() <= 256 && b.bits() <= 256 {
+                variants.push(with_signature(token, &enc(&[be32(&a), be32(&b)].concat())));
+            }
+        }
+        for _ in 0..12 {
+            let bit = (next() % 512) as usize;
+            let mut flipped = raw.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            variants.push(with_signature(token, &enc(&flipped)));
+        }
+        for (j, other) in tokens.iter().enumerate() {
+            if j != i {
+                let other_sig = other.rsplit_once('.').unwrap().1;
+                variants.push(with_signature(token, other_sig));
+                variants.push(with_signature(other, sig));
+            }
+        }
+        // A claims segment changed after signing.
+        let parts: Vec<&str> = token.split('.').collect();
+        let tampered = claims_for(Claims::create(Duration::from_mins(60)));
+        let tampered = enc(serde_json::to_string(&tampered).unwrap().as_bytes());
+        variants.push(format!("{}.{tampered}.{}", parts[0], parts[2]));
+        for (v, bad) in variants.iter().enumerate() {
+            assert!(
+                check(bad, &policy, &keys).is_err(),
+                "token {i} variant {v} accepted"
+            );
+            assert!(!reference(bad), "token {i} variant {v}: jwt-simple accepts");
+        }
+    }
+}
