@@ -30,9 +30,12 @@ toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 
-## wasm: every filter (and the harness's probe fixture) for wasm32-wasip1, in one cargo run.
+## wasm: every filter (and the harness's probe fixture) for wasm32-wasip1, then the bundle (the
+## four in one module) in its own cargo run: in one run cargo would unify the filters' features
+## and link their standalone entry points (feature `plugin`) into the bundle.
 wasm: toolchain
 	cargo build --locked --release --target wasm32-wasip1 --lib $(WASM_PACKAGES)
+	cargo build --locked --release --target wasm32-wasip1 --lib -p tollgate-bundle
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt

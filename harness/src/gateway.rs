@@ -850,7 +850,10 @@ impl Gateway {
         }
     }
 
-    /// Runs the callbacks of one filter for the frames waiting on one direction.
+    /// Runs the callbacks of one filter for the next frame waiting on one direction; false when
+    /// nothing could move. One frame per call: the pump passes each frame through the whole
+    /// chain before the next, as Envoy's filter manager iterates the request headers through
+    /// every filter before any body data.
     fn process_leg(
         &mut self,
         run: &mut StreamRun,
@@ -858,160 +861,157 @@ impl Gateway {
         direction: Direction,
         i: usize,
     ) -> bool {
-        let mut moved = false;
-        loop {
-            if run.complete {
-                return moved;
-            }
-            let leg = run.leg(direction, i);
-            if matches!(leg.stopped, Stop::Headers | Stop::Trailers) {
-                return moved;
-            }
-            let Some(mut frame) = leg.queue.pop_front() else {
-                return moved;
-            };
-            moved = true;
-            if direction == Direction::Request && run.contexts[i].is_none() {
-                if let Err(reason) = self.create_context(run, sid, i) {
-                    self.fail_stream(run, sid, reason);
-                    return moved;
-                }
-            }
-            let Some(ctx) = run.contexts[i] else {
-                // A filter that never saw the request (a local reply came first) lets it pass.
-                self.forward(run, sid, direction, i, frame);
-                continue;
-            };
-            let (action, body_end) = match &mut frame {
-                Frame::Headers { end } => {
-                    let count = self.map_len(sid, direction, false);
-                    let end_flag = u32::from(*end);
-                    let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
-                        let f = match direction {
-                            Direction::Request => &e.on_request_headers,
-                            Direction::Response => &e.on_response_headers,
-                        };
-                        match f {
-                            Some(f) => f.call(s, (ctx, count, end_flag)),
-                            None => Ok(0),
-                        }
-                    });
-                    (result, *end)
-                }
-                Frame::Data { bytes, end } => {
-                    let leg = run.leg(direction, i);
-                    if leg.stopped == Stop::Body {
-                        leg.buffer.extend_from_slice(bytes);
-                    } else {
-                        leg.buffer = std::mem::take(bytes);
-                    }
-                    let size = leg.buffer.len() as u32;
-                    self.set_body(sid, direction, Some(std::mem::take(&mut leg.buffer)));
-                    let end_flag = u32::from(*end);
-                    let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
-                        let f = match direction {
-                            Direction::Request => &e.on_request_body,
-                            Direction::Response => &e.on_response_body,
-                        };
-                        match f {
-                            Some(f) => f.call(s, (ctx, size, end_flag)),
-                            None => Ok(0),
-                        }
-                    });
-                    let body = self.set_body(sid, direction, None).unwrap_or_default();
-                    let leg = run.leg(direction, i);
-                    leg.buffer = body;
-                    (result, *end)
-                }
-                Frame::Trailers => {
-                    let count = self.map_len(sid, direction, true);
-                    let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
-                        let f = match direction {
-                            Direction::Request => &e.on_request_trailers,
-                            Direction::Response => &e.on_response_trailers,
-                        };
-                        match f {
-                            Some(f) => f.call(s, (ctx, count)),
-                            None => Ok(0),
-                        }
-                    });
-                    (result, true)
-                }
-            };
-            let effects = take_effects(&mut self.vms[i]);
-            let action = match action {
-                Ok(action) => action,
-                Err(reason) => {
-                    self.fail_stream(run, sid, reason.clone());
-                    self.fail_other_streams(i, sid, &reason);
-                    return moved;
-                }
-            };
-            let local_reply_here = effects
-                .local_reply
-                .as_ref()
-                .is_some_and(|r| self.locate(i, r.context_id).map(|(s, _)| s) == Some(sid));
-            // Effects on this stream apply to `run` directly; others go through the gateway.
-            let (mine, others) = split_effects(effects, |ctx| {
-                self.locate(i, ctx).map(|(s, _)| s) == Some(sid)
-            });
-            self.after_call(others);
-            if local_reply_here {
-                if let Some(reply) = mine.local_reply {
-                    self.apply_local_reply(run, sid, reply.status, reply.body, reply.headers);
-                }
-                return moved;
-            }
-            if !mine.resets.is_empty() {
-                self.apply_reset(run, sid);
-                return moved;
-            }
-            let leg = run.leg(direction, i);
-            let paused = action == 1;
-            match (frame, paused) {
-                (Frame::Headers { end }, false) => {
-                    self.forward(run, sid, direction, i, Frame::Headers { end })
-                }
-                (Frame::Headers { end }, true) => {
-                    leg.stopped = Stop::Headers;
-                    leg.headers_end = end;
-                }
-                (Frame::Data { .. }, false) => {
-                    leg.stopped = Stop::No;
-                    let bytes = std::mem::take(&mut leg.buffer);
-                    self.forward(
-                        run,
-                        sid,
-                        direction,
-                        i,
-                        Frame::Data {
-                            bytes,
-                            end: body_end,
-                        },
-                    );
-                }
-                (Frame::Data { .. }, true) => {
-                    leg.stopped = Stop::Body;
-                    leg.buffered_end = body_end;
-                    if leg.buffer.len() > self.buffer_limit {
-                        self.buffer_overflow(run, sid, direction);
-                        return moved;
-                    }
-                }
-                (Frame::Trailers, false) => {
-                    let bytes = std::mem::take(&mut leg.buffer);
-                    leg.stopped = Stop::No;
-                    if !bytes.is_empty() {
-                        self.forward(run, sid, direction, i, Frame::Data { bytes, end: false });
-                    }
-                    self.forward(run, sid, direction, i, Frame::Trailers);
-                }
-                (Frame::Trailers, true) => leg.stopped = Stop::Trailers,
-            }
-            for (_, dir) in mine.resumes {
-                self.unstop(run, sid, i, dir);
+        if run.complete {
+            return false;
+        }
+        let leg = run.leg(direction, i);
+        if matches!(leg.stopped, Stop::Headers | Stop::Trailers) {
+            return false;
+        }
+        let Some(mut frame) = leg.queue.pop_front() else {
+            return false;
+        };
+        if direction == Direction::Request && run.contexts[i].is_none() {
+            if let Err(reason) = self.create_context(run, sid, i) {
+                self.fail_stream(run, sid, reason);
+                return true;
             }
         }
+        let Some(ctx) = run.contexts[i] else {
+            // A filter that never saw the request (a local reply came first) lets it pass.
+            self.forward(run, sid, direction, i, frame);
+            return true;
+        };
+        let (action, body_end) = match &mut frame {
+            Frame::Headers { end } => {
+                let count = self.map_len(sid, direction, false);
+                let end_flag = u32::from(*end);
+                let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
+                    let f = match direction {
+                        Direction::Request => &e.on_request_headers,
+                        Direction::Response => &e.on_response_headers,
+                    };
+                    match f {
+                        Some(f) => f.call(s, (ctx, count, end_flag)),
+                        None => Ok(0),
+                    }
+                });
+                (result, *end)
+            }
+            Frame::Data { bytes, end } => {
+                let leg = run.leg(direction, i);
+                if leg.stopped == Stop::Body {
+                    leg.buffer.extend_from_slice(bytes);
+                } else {
+                    leg.buffer = std::mem::take(bytes);
+                }
+                let size = leg.buffer.len() as u32;
+                self.set_body(sid, direction, Some(std::mem::take(&mut leg.buffer)));
+                let end_flag = u32::from(*end);
+                let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
+                    let f = match direction {
+                        Direction::Request => &e.on_request_body,
+                        Direction::Response => &e.on_response_body,
+                    };
+                    match f {
+                        Some(f) => f.call(s, (ctx, size, end_flag)),
+                        None => Ok(0),
+                    }
+                });
+                let body = self.set_body(sid, direction, None).unwrap_or_default();
+                let leg = run.leg(direction, i);
+                leg.buffer = body;
+                (result, *end)
+            }
+            Frame::Trailers => {
+                let count = self.map_len(sid, direction, true);
+                let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
+                    let f = match direction {
+                        Direction::Request => &e.on_request_trailers,
+                        Direction::Response => &e.on_response_trailers,
+                    };
+                    match f {
+                        Some(f) => f.call(s, (ctx, count)),
+                        None => Ok(0),
+                    }
+                });
+                (result, true)
+            }
+        };
+        let effects = take_effects(&mut self.vms[i]);
+        let action = match action {
+            Ok(action) => action,
+            Err(reason) => {
+                self.fail_stream(run, sid, reason.clone());
+                self.fail_other_streams(i, sid, &reason);
+                return true;
+            }
+        };
+        let local_reply_here = effects
+            .local_reply
+            .as_ref()
+            .is_some_and(|r| self.locate(i, r.context_id).map(|(s, _)| s) == Some(sid));
+        // Effects on this stream apply to `run` directly; others go through the gateway.
+        let (mine, others) = split_effects(effects, |ctx| {
+            self.locate(i, ctx).map(|(s, _)| s) == Some(sid)
+        });
+        self.after_call(others);
+        if local_reply_here {
+            if let Some(reply) = mine.local_reply {
+                self.apply_local_reply(run, sid, reply.status, reply.body, reply.headers);
+            }
+            return true;
+        }
+        if !mine.resets.is_empty() {
+            self.apply_reset(run, sid);
+            return true;
+        }
+        let leg = run.leg(direction, i);
+        let paused = action == 1;
+        match (frame, paused) {
+            (Frame::Headers { end }, false) => {
+                self.forward(run, sid, direction, i, Frame::Headers { end })
+            }
+            (Frame::Headers { end }, true) => {
+                leg.stopped = Stop::Headers;
+                leg.headers_end = end;
+            }
+            (Frame::Data { .. }, false) => {
+                leg.stopped = Stop::No;
+                let bytes = std::mem::take(&mut leg.buffer);
+                self.forward(
+                    run,
+                    sid,
+                    direction,
+                    i,
+                    Frame::Data {
+                        bytes,
+                        end: body_end,
+                    },
+                );
+            }
+            (Frame::Data { .. }, true) => {
+                leg.stopped = Stop::Body;
+                leg.buffered_end = body_end;
+                if leg.buffer.len() > self.buffer_limit {
+                    self.buffer_overflow(run, sid, direction);
+                    return true;
+                }
+            }
+            (Frame::Trailers, false) => {
+                let bytes = std::mem::take(&mut leg.buffer);
+                leg.stopped = Stop::No;
+                if !bytes.is_empty() {
+                    self.forward(run, sid, direction, i, Frame::Data { bytes, end: false });
+                }
+                self.forward(run, sid, direction, i, Frame::Trailers);
+            }
+            (Frame::Trailers, true) => leg.stopped = Stop::Trailers,
+        }
+        for (_, dir) in mine.resumes {
+            self.unstop(run, sid, i, dir);
+        }
+        true
     }
 
     /// How many headers (or trailers) a callback is told about.

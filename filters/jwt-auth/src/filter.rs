@@ -109,7 +109,13 @@ struct Shared {
     /// Outstanding fetches: callout token → provider index.
     fetches: HashMap<u32, usize>,
     metrics: Metrics,
+    /// Continues a woken stream that is now allowed (see [`JwtAuthRoot::on_allowed`]).
+    resume: Option<Resume>,
 }
+
+/// Continues the stream of a context id once it is allowed after waiting for keys. The
+/// standalone filter resumes the stream in Envoy; a bundle runs its next stages first.
+pub type Resume = Rc<dyn Fn(u32)>;
 
 type SharedRef = Rc<RefCell<Option<Shared>>>;
 
@@ -473,11 +479,14 @@ fn wake_waiters(shared: &mut Shared, provider: usize, now: u64) {
             continue; // the stream is gone
         }
         match decide(shared, now) {
-            Decision::Allow => {
-                if let Err(s) = hostcalls::resume_http_request() {
-                    log::warn!("tollgate jwt-auth: cannot resume stream {id}: {s:?}");
+            Decision::Allow => match &shared.resume {
+                Some(resume) => resume(id),
+                None => {
+                    if let Err(s) = hostcalls::resume_http_request() {
+                        log::warn!("tollgate jwt-auth: cannot resume stream {id}: {s:?}");
+                    }
                 }
-            }
+            },
             Decision::Wait(p) => shared.waiters.push((id, p)),
             Decision::Denied => {}
         }
@@ -487,6 +496,7 @@ fn wake_waiters(shared: &mut Shared, provider: usize, now: u64) {
 pub struct JwtAuthRoot {
     context_id: u32,
     shared: SharedRef,
+    resume: Option<Resume>,
 }
 
 impl JwtAuthRoot {
@@ -494,24 +504,21 @@ impl JwtAuthRoot {
         JwtAuthRoot {
             context_id,
             shared: Rc::new(RefCell::new(None)),
+            resume: None,
         }
     }
-}
 
-impl Context for JwtAuthRoot {
-    fn on_http_call_response(&mut self, token_id: u32, _: usize, body_size: usize, _: usize) {
-        on_fetch_response(&self.shared, self.context_id, token_id, body_size);
+    /// Streams that waited for keys and are then allowed are handed to `resume` instead of
+    /// being resumed in Envoy (set before [`configure`](Self::configure)).
+    pub fn on_allowed(&mut self, resume: Resume) {
+        self.resume = Some(resume);
     }
-}
 
-impl RootContext for JwtAuthRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+    /// Compiles the policy from the plugin configuration `raw` (also the bundle's entry point);
+    /// false, with the reason logged, when it is invalid.
+    pub fn configure(&mut self, raw: &[u8]) -> bool {
         let env = |name: &str| std::env::var(name).ok();
-        let config = match load(&raw, &env) {
+        let config = match load(raw, &env) {
             Ok(c) => Rc::new(c),
             Err(e) => {
                 let _ = hostcalls::log(
@@ -541,8 +548,34 @@ impl RootContext for JwtAuthRoot {
             waiters: Vec::new(),
             fetches: HashMap::new(),
             metrics: Metrics::define(),
+            resume: self.resume.clone(),
         });
         true
+    }
+
+    /// The state of the HTTP stream `context_id`.
+    pub fn stream(&self, context_id: u32) -> JwtAuthHttp {
+        JwtAuthHttp {
+            context_id,
+            shared: Rc::clone(&self.shared),
+            waiting: false,
+        }
+    }
+}
+
+impl Context for JwtAuthRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _: usize, body_size: usize, _: usize) {
+        on_fetch_response(&self.shared, self.context_id, token_id, body_size);
+    }
+}
+
+impl RootContext for JwtAuthRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.configure(&raw)
     }
 
     fn on_tick(&mut self) {
@@ -568,10 +601,7 @@ impl RootContext for JwtAuthRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(JwtAuthHttp {
-            context_id,
-            shared: Rc::clone(&self.shared),
-        }))
+        Some(Box::new(self.stream(context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -582,6 +612,15 @@ impl RootContext for JwtAuthRoot {
 pub struct JwtAuthHttp {
     context_id: u32,
     shared: SharedRef,
+    /// Paused for keys being fetched (not answered): decided again when they arrive.
+    waiting: bool,
+}
+
+impl JwtAuthHttp {
+    /// True when the request headers paused the stream to wait for keys rather than to answer.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
+    }
 }
 
 impl Context for JwtAuthHttp {
@@ -612,6 +651,7 @@ impl HttpContext for JwtAuthHttp {
             Decision::Allow => Action::Continue,
             Decision::Wait(p) => {
                 shared.waiters.push((self.context_id, p));
+                self.waiting = true;
                 Action::Pause
             }
             Decision::Denied => Action::Pause,

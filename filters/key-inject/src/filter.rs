@@ -91,14 +91,29 @@ impl Context for KeyInjectRoot {}
 
 impl RootContext for KeyInjectRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(raw) => raw.unwrap_or_default(),
+        match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(raw) => self.configure(&raw.unwrap_or_default()),
             Err(status) => {
                 log::error!("key-inject: cannot read the plugin configuration: {status:?}");
-                return false;
+                false
             }
-        };
-        match Policy::from_json(&raw) {
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.stream()))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl KeyInjectRoot {
+    /// Compiles the policy from the plugin configuration `raw` (also the bundle's entry point);
+    /// false, with the reason logged, when it is invalid.
+    pub fn configure(&mut self, raw: &[u8]) -> bool {
+        match Policy::from_json(raw) {
             Ok(policy) => {
                 let names: Vec<&str> = policy.keys.iter().map(|k| k.name.as_str()).collect();
                 log::info!("key-inject: configured keys {names:?}");
@@ -114,14 +129,11 @@ impl RootContext for KeyInjectRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(KeyInjectStream {
+    /// The state of one new HTTP stream.
+    pub fn stream(&self) -> KeyInjectStream {
+        KeyInjectStream {
             shared: self.shared.clone(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        }
     }
 }
 

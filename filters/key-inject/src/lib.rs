@@ -19,7 +19,8 @@ pub mod filter;
 pub mod select;
 pub mod upstream;
 
-#[cfg(target_arch = "wasm32")]
+// The entry point of the standalone filter; off when linked into the one-module bundle.
+#[cfg(all(target_arch = "wasm32", feature = "plugin"))]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {

@@ -122,14 +122,29 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(raw) => raw.unwrap_or_default(),
+        match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(raw) => self.configure(&raw.unwrap_or_default()),
             Err(status) => {
                 log::error!("prompt-guard: cannot read the plugin configuration: {status:?}");
-                return false;
+                false
             }
-        };
-        match load(&raw) {
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.stream()))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    /// Compiles the policy from the plugin configuration `raw` (also the bundle's entry point);
+    /// false, with the reason logged, when it is invalid.
+    pub fn configure(&mut self, raw: &[u8]) -> bool {
+        match load(raw) {
             Ok(policy) => {
                 log::info!("prompt-guard: policy loaded: {}", policy.summary());
                 self.metrics = Rc::new(Metrics::define(&policy));
@@ -143,17 +158,14 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Guard {
+    /// The state of one new HTTP stream.
+    pub fn stream(&self) -> Guard {
+        Guard {
             policy: self.policy.clone(),
             metrics: Rc::clone(&self.metrics),
             api: None,
             replied: false,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        }
     }
 }
 

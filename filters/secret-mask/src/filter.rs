@@ -109,7 +109,23 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        match load(&raw, &|name| std::env::var(name).ok()) {
+        self.configure(&raw)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.stream()))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    /// Compiles the rules from the plugin configuration `raw` (also the bundle's entry point);
+    /// false, with the reason logged, when it is invalid.
+    pub fn configure(&mut self, raw: &[u8]) -> bool {
+        match load(raw, &|name| std::env::var(name).ok()) {
             Ok(compiled) => {
                 self.metrics = Rc::new(Metrics::define(&compiled.rule_ids()));
                 log::info!(
@@ -127,18 +143,15 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(SecretMask {
+    /// The state of one new HTTP stream.
+    pub fn stream(&self) -> SecretMask {
+        SecretMask {
             config: self.config.clone(),
             metrics: Rc::clone(&self.metrics),
             mode: Mode::Undecided,
             masked: 0,
             mask_request: false,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        }
     }
 }
 
@@ -383,7 +396,8 @@ fn set_response_body(size: usize, bytes: &[u8]) {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// The entry point of the standalone filter; off when linked into the one-module bundle.
+#[cfg(all(target_arch = "wasm32", feature = "plugin"))]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::<Root>::default() });

@@ -1,5 +1,6 @@
 //! Integration tests of each filter through the harness (one binary, one module per filter).
 
+mod bundle;
 mod jwt_auth;
 mod key_inject;
 mod prompt_guard;
