@@ -2,7 +2,10 @@
 //! blocks, a dozen tools, tool use and results, multi-turn) against 100 rules (the shipped
 //! default policy plus 80 generated literal and regex rules). Also the stages on their own.
 //! Run `cargo bench -p tollgate-prompt-guard` (regex) or add
-//! `--no-default-features --features lite` (regex-lite) to compare engines.
+//! `--no-default-features --features lite` (regex-lite) to compare engines. With
+//! `PROMPT_GUARD_BENCH_DUMP=DIR` it first writes the request and the two policies to `DIR`
+//! (`request-64k.json`, `policy-100-all-roles.json`, `policy-100-scoped.json`) for
+//! `tollgate eval … --repeat N` under `perf`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,6 +22,12 @@ use tollgate_prompt_guard::policy::Verdict;
 
 fn bench(c: &mut Criterion) {
     let body = agent_request(64 * 1024);
+    if let Some(dir) = std::env::var_os("PROMPT_GUARD_BENCH_DUMP") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::write(dir.join("request-64k.json"), &body).unwrap();
+        std::fs::write(dir.join("policy-100-all-roles.json"), hundred_rules(false)).unwrap();
+        std::fs::write(dir.join("policy-100-scoped.json"), hundred_rules(true)).unwrap();
+    }
     let mut g = c.benchmark_group("prompt_guard");
     g.throughput(Throughput::Bytes(body.len() as u64));
     for (name, scoped) in [

@@ -31,9 +31,10 @@
 
 use std::fmt;
 
+use std::borrow::Cow;
+
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 /// Who a piece of text belongs to, as rules scope it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,67 +117,143 @@ impl fmt::Display for ExtractError {
 
 impl std::error::Error for ExtractError {}
 
-/// A JSON value parsed with duplicate-key detection at every depth.
-struct Strict(Value);
+/// A JSON value parsed strictly (duplicate keys refused at every depth). Strings borrow from
+/// the body when they hold no escape sequence (most text), so parsing copies no prompt text.
+#[derive(Debug)]
+enum Json<'a> {
+    Null,
+    Bool(bool),
+    /// A non-negative integer that fits `u64`.
+    Uint(u64),
+    /// Any other number (negative, fractional, huge).
+    Number,
+    Str(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Object<'a>),
+}
 
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+/// A JSON object's members in document order (keys are unique: checked while parsing).
+#[derive(Debug, Default)]
+struct Object<'a>(Vec<(Cow<'a, str>, Json<'a>)>);
+
+impl<'a> Object<'a> {
+    fn get(&self, key: &str) -> Option<&Json<'a>> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    fn values(&self) -> impl Iterator<Item = &Json<'a>> {
+        self.0.iter().map(|(_, v)| v)
+    }
+    /// The first key that occurs twice, if any.
+    fn duplicate(&self) -> Option<&str> {
+        let keys = &self.0;
+        if keys.len() <= 16 {
+            return keys.iter().enumerate().find_map(|(i, (k, _))| {
+                keys.get(..i)
+                    .is_some_and(|before| before.iter().any(|(b, _)| b == k))
+                    .then_some(k.as_ref())
+            });
+        }
+        let mut sorted: Vec<&str> = keys.iter().map(|(k, _)| k.as_ref()).collect();
+        sorted.sort_unstable();
+        sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
     }
 }
 
-struct StrictVisitor;
+impl<'a> Json<'a> {
+    fn get(&self, key: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Object(o) => o.get(key),
+            _ => None,
+        }
+    }
+}
 
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Json::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(u64::try_from(v).map_or(Json::Number, Json::Uint))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Json::Uint(v))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Json::Number)
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Json::Str(Cow::Owned(v)))
     }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Json::Null)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Json::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(Strict(v)) = seq.next_element()? {
+        while let Some(v) = seq.next_element()? {
             out.push(v);
         }
-        Ok(Value::Array(out))
+        Ok(Json::Array(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let Strict(v) = map.next_value()?;
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate object key {:?}",
-                    truncate(&key, 64)
-                )));
-            }
-            out.insert(key, v);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Object::default();
+        while let Some(Key(key)) = map.next_key()? {
+            let v = map.next_value()?;
+            out.0.push((key, v));
         }
-        Ok(Value::Object(out))
+        if let Some(key) = out.duplicate() {
+            return Err(de::Error::custom(format_args!(
+                "duplicate object key {:?}",
+                truncate(key, 64)
+            )));
+        }
+        Ok(Json::Object(out))
+    }
+}
+
+/// An object key, borrowed from the body when it holds no escape sequence.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -188,16 +265,15 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Parses `body` strictly (see the module docs) into a JSON object.
-pub fn parse_strict(body: &[u8]) -> Result<Map<String, Value>, ExtractError> {
+fn parse_strict(body: &[u8]) -> Result<Object<'_>, ExtractError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ExtractError::Empty);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let Strict(value) =
-        Strict::deserialize(&mut de).map_err(|e| ExtractError::Json(e.to_string()))?;
+    let value = Json::deserialize(&mut de).map_err(|e| ExtractError::Json(e.to_string()))?;
     de.end().map_err(|e| ExtractError::Json(e.to_string()))?;
     match value {
-        Value::Object(map) => Ok(map),
+        Json::Object(map) => Ok(map),
         _ => Err(ExtractError::NotAnObject),
     }
 }
@@ -207,12 +283,12 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted, ExtractError> {
     let top = parse_strict(body)?;
     let model = match top.get("model") {
         None => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Json::Str(s)) => Some(s.to_string()),
         Some(_) => return Err(field("model", "must be a string")),
     };
     let stream = match top.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(b)) => *b,
         Some(_) => return Err(field("stream", "must be a boolean")),
     };
     let token_fields: &[&'static str] = match api {
@@ -223,16 +299,14 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted, ExtractError> {
     let mut max_tokens = Vec::new();
     for &name in token_fields {
         match top.get(name) {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64() {
-                Some(n) => max_tokens.push((name, n)),
-                None => return Err(field(name, "must be a non-negative integer")),
-            },
+            None | Some(Json::Null) => {}
+            Some(Json::Uint(n)) => max_tokens.push((name, *n)),
+            Some(_) => return Err(field(name, "must be a non-negative integer")),
         }
     }
-    let messages: &[Value] = match top.get("messages") {
+    let messages: &[Json<'_>] = match top.get("messages") {
         None => &[],
-        Some(Value::Array(a)) => a,
+        Some(Json::Array(a)) => a,
         Some(_) => return Err(field("messages", "must be an array")),
     };
     let mut segments = Vec::new();
@@ -285,11 +359,11 @@ impl Text {
         self.last_was_text = false;
     }
     /// Every string leaf of `v` (object keys are not model instructions and are skipped).
-    fn leaves(&mut self, v: &Value) {
+    fn leaves(&mut self, v: &Json<'_>) {
         match v {
-            Value::String(s) => self.other(s),
-            Value::Array(a) => a.iter().for_each(|v| self.leaves(v)),
-            Value::Object(m) => m.values().for_each(|v| self.leaves(v)),
+            Json::Str(s) => self.other(s),
+            Json::Array(a) => a.iter().for_each(|v| self.leaves(v)),
+            Json::Object(m) => m.values().for_each(|v| self.leaves(v)),
             _ => {}
         }
     }
@@ -303,8 +377,8 @@ impl Text {
 }
 
 fn messages_api(
-    top: &Map<String, Value>,
-    messages: &[Value],
+    top: &Object<'_>,
+    messages: &[Json<'_>],
     out: &mut Vec<Segment>,
 ) -> Result<(), ExtractError> {
     if let Some(system) = top.get("system") {
@@ -313,12 +387,12 @@ fn messages_api(
         t.finish(Role::System, None, out);
     }
     for (i, m) in messages.iter().enumerate() {
-        let Value::Object(m) = m else {
+        let Json::Object(m) = m else {
             return Err(field(format!("messages[{i}]"), "must be an object"));
         };
         let role = match m.get("role") {
-            Some(Value::String(r)) if r == "assistant" => Role::Assistant,
-            Some(Value::String(_)) => Role::User,
+            Some(Json::Str(r)) if r == "assistant" => Role::Assistant,
+            Some(Json::Str(_)) => Role::User,
             _ => return Err(field(format!("messages[{i}].role"), "must be a string")),
         };
         let (mut t, mut results) = (Text::default(), Text::default());
@@ -329,15 +403,15 @@ fn messages_api(
         results.finish(Role::ToolResults, Some(i), out);
     }
     if let Some(tools) = top.get("tools") {
-        let Value::Array(tools) = tools else {
+        let Json::Array(tools) = tools else {
             return Err(field("tools", "must be an array"));
         };
         let mut t = Text::default();
         for tool in tools {
             match tool {
-                Value::Object(o) => {
+                Json::Object(o) => {
                     for k in ["name", "description"] {
-                        if let Some(Value::String(s)) = o.get(k) {
+                        if let Some(Json::Str(s)) = o.get(k) {
                             t.other(s);
                         }
                     }
@@ -356,19 +430,19 @@ fn messages_api(
 /// A Messages API `content`/`system` value: a string or an array of blocks. Tool results go to
 /// `results` when given.
 fn content(
-    v: &Value,
+    v: &Json<'_>,
     t: &mut Text,
     mut results: Option<&mut Text>,
     what: &'static str,
 ) -> Result<(), ExtractError> {
     match v {
-        Value::String(s) => t.text(s),
-        Value::Array(blocks) => {
+        Json::Str(s) => t.text(s),
+        Json::Array(blocks) => {
             for b in blocks {
                 block(b, t, results.as_deref_mut());
             }
         }
-        Value::Null => {}
+        Json::Null => {}
         _ => {
             return Err(field(
                 what,
@@ -379,24 +453,24 @@ fn content(
     Ok(())
 }
 
-fn str_of<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+fn str_of<'a>(o: &'a Object<'_>, k: &str) -> Option<&'a str> {
     match o.get(k) {
-        Some(Value::String(s)) => Some(s),
+        Some(Json::Str(s)) => Some(s),
         _ => None,
     }
 }
 
 /// One content block; unknown shapes contribute every string leaf (fail closed). Tool results
 /// are written to `results` when given, else to `t`.
-fn block(b: &Value, t: &mut Text, results: Option<&mut Text>) {
+fn block(b: &Json<'_>, t: &mut Text, results: Option<&mut Text>) {
     let o = match b {
-        Value::Object(o) => o,
-        Value::String(s) => return t.text(s),
+        Json::Object(o) => o,
+        Json::Str(s) => return t.text(s),
         other => return t.leaves(other),
     };
     match str_of(o, "type").unwrap_or("") {
         "text" => match o.get("text") {
-            Some(Value::String(s)) => t.text(s),
+            Some(Json::Str(s)) => t.text(s),
             Some(other) => t.leaves(other),
             None => {}
         },
@@ -425,8 +499,8 @@ fn block(b: &Value, t: &mut Text, results: Option<&mut Text>) {
                 None => t,
             };
             match o.get("content") {
-                Some(Value::String(s)) => r.other(s),
-                Some(Value::Array(blocks)) => {
+                Some(Json::Str(s)) => r.other(s),
+                Some(Json::Array(blocks)) => {
                     r.last_was_text = false;
                     for b in blocks {
                         block(b, r, None);
@@ -447,7 +521,7 @@ fn block(b: &Value, t: &mut Text, results: Option<&mut Text>) {
                 // search_result: `source` is a URL or name.
                 t.other(s);
             }
-            if let Some(Value::Object(src)) = o.get("source") {
+            if let Some(Json::Object(src)) = o.get("source") {
                 match str_of(src, "type").unwrap_or("") {
                     "text" => {
                         if let Some(s) = str_of(src, "data") {
@@ -455,7 +529,7 @@ fn block(b: &Value, t: &mut Text, results: Option<&mut Text>) {
                         }
                     }
                     "content" => {
-                        if let Some(Value::Array(blocks)) = src.get("content") {
+                        if let Some(Json::Array(blocks)) = src.get("content") {
                             t.last_was_text = false;
                             blocks.iter().for_each(|b| block(b, t, None));
                         } else if let Some(c) = src.get("content") {
@@ -466,7 +540,7 @@ fn block(b: &Value, t: &mut Text, results: Option<&mut Text>) {
                     _ => {}
                 }
             }
-            if let Some(Value::Array(blocks)) = o.get("content") {
+            if let Some(Json::Array(blocks)) = o.get("content") {
                 t.last_was_text = false;
                 blocks.iter().for_each(|b| block(b, t, None));
             }
@@ -476,16 +550,16 @@ fn block(b: &Value, t: &mut Text, results: Option<&mut Text>) {
 }
 
 fn chat_api(
-    top: &Map<String, Value>,
-    messages: &[Value],
+    top: &Object<'_>,
+    messages: &[Json<'_>],
     out: &mut Vec<Segment>,
 ) -> Result<(), ExtractError> {
     for (i, m) in messages.iter().enumerate() {
-        let Value::Object(m) = m else {
+        let Json::Object(m) = m else {
             return Err(field(format!("messages[{i}]"), "must be an object"));
         };
         let role = match m.get("role") {
-            Some(Value::String(r)) => match r.as_str() {
+            Some(Json::Str(r)) => match r.as_ref() {
                 "system" | "developer" => Role::System,
                 "assistant" => Role::Assistant,
                 "tool" | "function" => Role::ToolResults,
@@ -495,9 +569,9 @@ fn chat_api(
         };
         let mut t = Text::default();
         match m.get("content") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => t.text(s),
-            Some(Value::Array(parts)) => {
+            None | Some(Json::Null) => {}
+            Some(Json::Str(s)) => t.text(s),
+            Some(Json::Array(parts)) => {
                 for p in parts {
                     chat_part(p, &mut t);
                 }
@@ -512,15 +586,15 @@ fn chat_api(
         if let Some(s) = str_of(m, "refusal") {
             t.other(s);
         }
-        if let Some(Value::Array(calls)) = m.get("tool_calls") {
+        if let Some(Json::Array(calls)) = m.get("tool_calls") {
             for c in calls {
                 match c.get("function") {
-                    Some(Value::Object(f)) => function_call(f, &mut t),
+                    Some(Json::Object(f)) => function_call(f, &mut t),
                     _ => t.leaves(c),
                 }
             }
         }
-        if let Some(Value::Object(f)) = m.get("function_call") {
+        if let Some(Json::Object(f)) = m.get("function_call") {
             function_call(f, &mut t);
         }
         t.finish(role, Some(i), out);
@@ -528,13 +602,13 @@ fn chat_api(
     let mut t = Text::default();
     for key in ["tools", "functions"] {
         match top.get(key) {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(tools)) => {
+            None | Some(Json::Null) => {}
+            Some(Json::Array(tools)) => {
                 for tool in tools {
                     let f = match tool.get("function") {
-                        Some(Value::Object(f)) => f,
+                        Some(Json::Object(f)) => f,
                         _ => match tool {
-                            Value::Object(f) => f,
+                            Json::Object(f) => f,
                             other => {
                                 t.leaves(other);
                                 continue;
@@ -558,8 +632,8 @@ fn chat_api(
     Ok(())
 }
 
-fn chat_part(p: &Value, t: &mut Text) {
-    let Value::Object(o) = p else {
+fn chat_part(p: &Json<'_>, t: &mut Text) {
+    let Json::Object(o) = p else {
         return t.leaves(p);
     };
     match str_of(o, "type").unwrap_or("") {
@@ -580,12 +654,12 @@ fn chat_part(p: &Value, t: &mut Text) {
 
 /// A chat `function` object: its name, and the string leaves of `arguments` (a JSON document in
 /// a string; when it does not parse, the raw string is checked).
-fn function_call(f: &Map<String, Value>, t: &mut Text) {
+fn function_call(f: &Object<'_>, t: &mut Text) {
     if let Some(s) = str_of(f, "name") {
         t.other(s);
     }
     match f.get("arguments") {
-        Some(Value::String(args)) => match parse_strict(args.as_bytes()) {
+        Some(Json::Str(args)) => match parse_strict(args.as_bytes()) {
             Ok(map) => map.values().for_each(|v| t.leaves(v)),
             Err(_) => t.other(args),
         },
@@ -653,7 +727,7 @@ pub fn set_top_level_number(body: &[u8], name: &str, value: u64) -> Result<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn ex(api: Api, v: Value) -> Extracted {
         extract(api, v.to_string().as_bytes()).unwrap()
