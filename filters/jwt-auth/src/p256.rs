@@ -248,7 +248,7 @@ impl Fe {
         is_zero(&self.0)
     }
 
-    #[inline(always)]
+    #[inline]
     pub(crate) fn add(&self, b: &Fe) -> Fe {
         let (s, carry) = adc(&self.0, &b.0);
         if carry != 0 || !lt(&s, &P) {
@@ -258,7 +258,7 @@ impl Fe {
         }
     }
 
-    #[inline(always)]
+    #[inline]
     pub(crate) fn sub(&self, b: &Fe) -> Fe {
         let (d, borrow) = sbb(&self.0, &b.0);
         if borrow != 0 {
@@ -268,17 +268,17 @@ impl Fe {
         }
     }
 
-    #[inline(always)]
+    #[inline]
     pub(crate) fn double(&self) -> Fe {
         self.add(self)
     }
 
-    #[inline(always)]
+    #[inline(never)]
     pub(crate) fn mul(&self, b: &Fe) -> Fe {
         Fe(reduce(&mul_wide(&self.0, &b.0)))
     }
 
-    #[inline(always)]
+    #[inline(never)]
     pub(crate) fn square(&self) -> Fe {
         Fe(reduce(&sqr_wide(&self.0)))
     }
@@ -505,7 +505,7 @@ impl Jacobian {
     }
 
     /// `2·self` (dbl-2001-b, a = −3: 3M + 5S).
-    #[inline(always)]
+    #[inline]
     pub(crate) fn double(&self) -> Jacobian {
         if self.is_identity() || self.y.is_zero() {
             return Jacobian::IDENTITY;
@@ -528,7 +528,7 @@ impl Jacobian {
     }
 
     /// `self + q` (madd-2007-bl: 7M + 4S), with the identity, `P + P` and `P − P` handled.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn add_affine(&self, q: &Affine) -> Jacobian {
         if self.is_identity() {
             return q.to_jacobian();
@@ -627,23 +627,23 @@ impl Comb {
             multiples.push(p);
         }
         let multiples = batch_to_affine(&multiples)?;
-        let mut tables = Vec::with_capacity(COMBS);
-        for c in 0..COMBS {
-            let mut table = [Affine::default(); ENTRIES];
-            // Entries [2^i, 2^(i+1)) are entries [0, 2^i) plus tooth i, level by level, each
-            // level normalised with one inversion.
-            for i in 0..TEETH {
+        let mut tables = vec![[Affine::default(); ENTRIES]; COMBS];
+        // Entries [2^i, 2^(i+1)) of each table are its entries [0, 2^i) plus its tooth i:
+        // level by level, each level (of all tables at once) normalised with one inversion.
+        for i in 0..TEETH {
+            let half = 1usize << i;
+            let mut level = Vec::with_capacity(COMBS * half);
+            for (c, table) in tables.iter().enumerate() {
                 let tooth = *multiples.get(c * TEETH + i)?;
-                let half = 1usize << i;
-                let mut level = Vec::with_capacity(half);
                 level.push(tooth.to_jacobian());
                 for d in 1..half {
                     level.push(table.get(d)?.to_jacobian().add_affine(&tooth));
                 }
-                let level = batch_to_affine(&level)?;
-                table.get_mut(half..2 * half)?.copy_from_slice(&level);
             }
-            tables.push(table);
+            let level = batch_to_affine(&level)?;
+            for (table, entries) in tables.iter_mut().zip(level.chunks_exact(half)) {
+                table.get_mut(half..2 * half)?.copy_from_slice(entries);
+            }
         }
         Some(Comb { tables })
     }

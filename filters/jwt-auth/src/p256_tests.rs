@@ -629,3 +629,78 @@ fn the_comb_shape_covers_256_bits() {
     assert_eq!(TEETH * COMBS * SPACING, 256);
     assert_eq!(g_comb().unwrap().tables.len(), COMBS);
 }
+
+/// A timing probe, not run by default: the cost of a field multiplication and squaring, `s⁻¹`,
+/// one verification, one key load (its tables) and p256's verification, best of 7, in whatever
+/// runtime runs the test binary — natively, or in V8 by building the tests for
+/// `wasm32-wasip1` and running them under Node's WASI (docs/jwt-auth.md, Performance).
+/// `cargo test -p tollgate-jwt-auth --release --lib -- --ignored timing_probe --nocapture`
+#[test]
+#[ignore]
+fn timing_probe() {
+    use std::time::{Duration, Instant};
+    fn best(f: &mut dyn FnMut() -> Duration) -> Duration {
+        (0..7).map(|_| f()).min().unwrap()
+    }
+    let mut rng = Rng(42);
+    let a = Fe(limbs_of(&random_field(&mut rng)));
+    let b = Fe(limbs_of(&random_field(&mut rng)));
+    let iters = 200_000;
+    let mut x = a;
+    let m = best(&mut || {
+        let t = Instant::now();
+        for _ in 0..iters {
+            x = x.mul(&b);
+        }
+        t.elapsed() / iters
+    });
+    let q = best(&mut || {
+        let t = Instant::now();
+        for _ in 0..iters {
+            x = x.square();
+        }
+        t.elapsed() / iters
+    });
+    let s = random_scalar(&mut rng);
+    let mut acc = 0u32;
+    let inv = best(&mut || {
+        let t = Instant::now();
+        for _ in 0..2000 {
+            acc ^= inv_mod_n(&s).unwrap()[0];
+        }
+        t.elapsed() / 2000
+    });
+    let key = pair(&random_scalar(&mut rng));
+    let digest = rng.bytes32();
+    let sig: Signature = key.sk.sign_prehash(&digest).unwrap();
+    let sig: [u8; 64] = sig.to_bytes().into();
+    let v = best(&mut || {
+        let t = Instant::now();
+        for _ in 0..300 {
+            assert!(key.ours.verify_prehashed(&digest, &sig));
+        }
+        t.elapsed() / 300
+    });
+    let (kx, ky) = key.ours.coordinates();
+    let kl = best(&mut || {
+        let t = Instant::now();
+        for _ in 0..5 {
+            P256PublicKey::from_coordinates(&kx, &ky).unwrap();
+        }
+        t.elapsed() / 5
+    });
+    let r = best(&mut || {
+        let t = Instant::now();
+        for _ in 0..20 {
+            assert!(key
+                .vk
+                .verify_prehash(&digest, &Signature::from_slice(&sig).unwrap())
+                .is_ok());
+        }
+        t.elapsed() / 20
+    });
+    eprintln!(
+        "mul {m:?} sqr {q:?} inv_n {inv:?} verify {v:?} key-load {kl:?} p256-verify {r:?} ({} {acc})",
+        x.0[0]
+    );
+}
