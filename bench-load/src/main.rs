@@ -146,6 +146,10 @@ fn loadavg() -> String {
 /// The variants of the gateway under test.
 pub const PASS: &str = "passthrough";
 pub const CHAIN: &str = "chain";
+/// The same four policies in one module (`tollgate_bundle.wasm`): one VM, one stream context.
+pub const BUNDLE: &str = "bundle";
+/// The two forms of the full tollgate gateway, compared with passthrough in the main matrix.
+pub const FULL: [&str; 2] = [CHAIN, BUNDLE];
 pub const JWT: &str = "jwt-auth";
 pub const JWT_PG: &str = "jwt-auth+prompt-guard";
 pub const JWT_PG_KI: &str = "jwt-auth+prompt-guard+key-inject";
@@ -158,7 +162,7 @@ pub const NOOP1: &str = "1-noop-filter";
 pub const NOOP4: &str = "4-noop-filters";
 /// The variants of the per-filter tables, in table order (the 4 KB prompt runs them all, the
 /// other payloads a subset).
-pub const PER_FILTER_VARIANTS: [&str; 9] = [
+pub const PER_FILTER_VARIANTS: [&str; 10] = [
     PASS,
     NOOP1,
     NOOP4,
@@ -168,6 +172,7 @@ pub const PER_FILTER_VARIANTS: [&str; 9] = [
     JWT_PG,
     JWT_PG_KI,
     CHAIN,
+    BUNDLE,
 ];
 
 /// Pause between the events of a paced stream (TTFB "paced": the upstream streams like the API
@@ -212,7 +217,7 @@ fn run() -> Result<()> {
         return report_only(&s);
     }
     let t_start = Instant::now();
-    for f in paths::FILTERS.iter().chain(&["probe"]) {
+    for f in paths::FILTERS.iter().chain(&["probe", "bundle"]) {
         if paths::try_wasm_path(f).is_none() {
             bail!(
                 "{} is not built: run `make wasm`",
@@ -310,6 +315,15 @@ fn run() -> Result<()> {
         Ok(cfg)
     };
     let all = ["jwt-auth", "prompt-guard", "key-inject", "secret-mask"];
+    let bundle_of = |names: &[&str]| -> Result<GatewayConfig> {
+        let filters = names
+            .iter()
+            .map(|n| filter(n))
+            .collect::<Result<Vec<_>>>()?;
+        let one = tollgate_tests::render::bundle(&filters)
+            .ok_or_else(|| anyhow!("tollgate_bundle.wasm is not built: run `make wasm`"))?;
+        Ok(base.clone().filter(one))
+    };
     let noops = |n: usize| -> GatewayConfig {
         (1..=n).fold(base.clone(), |cfg, i| {
             cfg.filter(Filter {
@@ -323,6 +337,7 @@ fn run() -> Result<()> {
     let variants: Vec<(&str, GatewayConfig, Option<String>)> = vec![
         (PASS, base.clone(), None),
         (CHAIN, chain_of(&all)?, None),
+        (BUNDLE, bundle_of(&all)?, None),
         (JWT, chain_of(&all[..1])?, None),
         (JWT_PG, chain_of(&all[..2])?, None),
         (JWT_PG_KI, chain_of(&all[..3])?, None),
@@ -532,7 +547,7 @@ impl Bench {
             }
             Ok(())
         };
-        for v in [CHAIN, JWT, NATIVE, NATIVE_CACHE] {
+        for v in [CHAIN, BUNDLE, JWT, NATIVE, NATIVE_CACHE] {
             let gw = self.gw(v)?;
             let p = self.payload("4k")?;
             let r = thttp::send(gw.listener, &self.request(p, false))?;
@@ -542,7 +557,16 @@ impl Bench {
                 format!("status {}", r.status),
             )?;
         }
-        for v in [PASS, CHAIN, JWT, JWT_PG, JWT_PG_KI, NATIVE, NATIVE_CACHE] {
+        for v in [
+            PASS,
+            CHAIN,
+            BUNDLE,
+            JWT,
+            JWT_PG,
+            JWT_PG_KI,
+            NATIVE,
+            NATIVE_CACHE,
+        ] {
             let gw = self.gw(v)?;
             for pn in ["4k", "agent50k"] {
                 let p = self.payload(pn)?;
@@ -560,7 +584,7 @@ impl Bench {
                 .script
                 .clone()
                 .ok_or_else(|| anyhow!("{pn} has no script"))?;
-            for v in [PASS, CHAIN] {
+            for v in [PASS, CHAIN, BUNDLE] {
                 self.mock.push_script(script.clone());
                 let r = thttp::send(self.gw(v)?.listener, &self.request(p, true))?;
                 let body = thttp::sse_text(&r.sse());
@@ -690,7 +714,7 @@ impl Bench {
     fn main_matrix(&mut self) {
         for pn in ["4k", "agent50k", "stream2k", "stream64k"] {
             for c in self.s.concurrencies.clone() {
-                self.interleaved("main", pn, c, &[PASS, CHAIN]);
+                self.interleaved("main", pn, c, &[PASS, CHAIN, BUNDLE]);
             }
         }
     }
@@ -703,9 +727,14 @@ impl Bench {
             "filters",
             "agent50k",
             16,
-            &[PASS, JWT, JWT_PG, JWT_PG_KI, CHAIN],
+            &[PASS, JWT, JWT_PG, JWT_PG_KI, CHAIN, BUNDLE],
         );
-        self.interleaved("filters", "stream64k", 16, &[PASS, JWT_PG_KI, CHAIN]);
+        self.interleaved(
+            "filters",
+            "stream64k",
+            16,
+            &[PASS, JWT_PG_KI, CHAIN, BUNDLE],
+        );
     }
 
     /// Time to first byte of streamed answers, own client, keep-alive, interleaved.

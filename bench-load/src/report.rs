@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::load::{median, round1};
-use crate::{CHAIN, NOOP1, NOOP4, PASS, PER_FILTER_VARIANTS};
+use crate::{CHAIN, FULL, NOOP1, NOOP4, PASS, PER_FILTER_VARIANTS};
 
 /// nproc, CPU model, memory, kernel.
 pub fn machine() -> Value {
@@ -125,44 +125,52 @@ pub fn with_targets(mut results: Value) -> Value {
             "met": met,
         }));
     };
-    let added = |g: &str, p: &str, c: u64, k: &str| {
-        case(&results, g, p, c).and_then(|s| s["vs_passthrough"][CHAIN][k].as_f64())
+    let added = |g: &str, p: &str, c: u64, form: &str, k: &str| {
+        case(&results, g, p, c).and_then(|s| s["vs_passthrough"][form][k].as_f64())
     };
-    add(
-        "4 KB, c=16: added p50 ≤ 100 µs",
-        100.0,
-        added("main", "4k", 16, "added_p50_us"),
-        false,
-        "µs",
-    );
-    add(
-        "4 KB, c=16: added p99 ≤ 500 µs",
-        500.0,
-        added("main", "4k", 16, "added_p99_us"),
-        false,
-        "µs",
-    );
-    add(
-        "50 KB agent, c=16: added p50 ≤ 300 µs",
-        300.0,
-        added("main", "agent50k", 16, "added_p50_us"),
-        false,
-        "µs",
-    );
-    add(
-        "50 KB agent, c=16: added p99 ≤ 1 ms",
-        1000.0,
-        added("main", "agent50k", 16, "added_p99_us"),
-        false,
-        "µs",
-    );
-    add(
-        "4 KB, c=64 (saturated): RPS ≥ 60 % of passthrough",
-        0.6,
-        added("main", "4k", 64, "rps_ratio"),
-        true,
-        "ratio",
-    );
+    for form in FULL {
+        let main = [
+            (
+                "4 KB, c=16: added p50 ≤ 100 µs",
+                100.0,
+                "4k",
+                16,
+                "added_p50_us",
+            ),
+            (
+                "4 KB, c=16: added p99 ≤ 500 µs",
+                500.0,
+                "4k",
+                16,
+                "added_p99_us",
+            ),
+            (
+                "50 KB agent, c=16: added p50 ≤ 300 µs",
+                300.0,
+                "agent50k",
+                16,
+                "added_p50_us",
+            ),
+            (
+                "50 KB agent, c=16: added p99 ≤ 1 ms",
+                1000.0,
+                "agent50k",
+                16,
+                "added_p99_us",
+            ),
+        ];
+        for (name, limit, payload, c, key) in main {
+            let measured = added("main", payload, c, form, key);
+            add(&format!("{form}: {name}"), limit, measured, false, "µs");
+        }
+        add(
+            &format!("{form}: 4 KB, c=64 (saturated): RPS ≥ 60 % of passthrough"),
+            0.6,
+            added("main", "4k", 64, form, "rps_ratio"),
+            true,
+            "ratio",
+        );
+    }
     for (paced, how) in [(true, "paced upstream"), (false, "whole answer at once")] {
         for p in ["stream2k", "stream64k"] {
             for c in [1, 16] {
@@ -267,7 +275,7 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
     }
     let _ = writeln!(
         o,
-        "\n\"Added\" is the chain's median minus passthrough's median of the same figure, each the \
+        "\n\"Added\" is the gateway's (chain's or bundle's) median minus passthrough's median of the same figure, each the \
          median over {} interleaved repetitions.\n",
         m["reps"]
     );
@@ -300,7 +308,9 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
          (`--disable-hot-restart`, **one worker**, ephemeral ports) at log level `warning`, access \
          log to `/dev/null`. *passthrough* is the template with no filters; *chain* is jwt-auth → \
          prompt-guard → key-inject → secret-mask with the shipped policies: {}; {}; {}; {}. \
-         Prefixes of the chain give each filter's cost. *native-jwt_authn* is the passthrough \
+         Prefixes of the chain give each filter's cost. *bundle* is the same four policies \
+         with the same configurations in one module (`tollgate_bundle.wasm`, one VM, one \
+         stream context per request; `tollgate-render --bundle`). *native-jwt_authn* is the passthrough \
          config with Envoy's own `jwt_authn` filter (same issuer, audience, and remote JWKS from \
          the same IdP through the same `idp` cluster), without and with its verified-token cache.",
         m["policies"]["jwt-auth"].as_str().unwrap_or(""),
@@ -324,7 +334,8 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
     let _ = writeln!(
         o,
         "- **Load.** {} (closed loop, keep-alive HTTP/1.1, `c` connections, {} s per run) on the same 2-core machine as Envoy and the \
-         mock, all on loopback. Each case runs passthrough, chain, passthrough, chain… \
+         mock, all on loopback. Each case runs its variants in turn (passthrough, chain, bundle, \
+         passthrough, chain, bundle…) \
          ({} repetitions) and reports medians. A run with any non-200 answer or client error \
          counts as failed. Latency is the whole request (first byte sent to last byte received).",
         m["load_generator"].as_str().unwrap_or("?"), m["secs_per_run"], m["reps"]
@@ -336,8 +347,9 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
          upstream behaviours: *at once* (the mock writes the whole answer immediately; keep-alive, \
          whole answer read) and *paced* (the mock pauses {} ms between events as the API streams; \
          a new connection per request, connect time excluded, hang up after the first body chunk).\n- **Sanity checks before measuring** (all passed, else no figures): the \
-         chain and native JWT answer 401 without the token and 200 with it for every payload; \
-         passthrough delivers the streamed secrets, the chain delivers none of them (masked).\n",
+         chain, the bundle and native JWT answer 401 without the token and 200 with it for every \
+         payload; passthrough delivers the streamed secrets, the chain and the bundle deliver none \
+         of them (masked).\n",
         crate::PACE_MS
     );
     let _ = writeln!(o, "Payloads:\n");
@@ -347,21 +359,30 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
     let _ = writeln!(o);
 
     // Main results
-    let _ = writeln!(o, "## Passthrough vs the full chain\n");
+    let _ = writeln!(
+        o,
+        "## Passthrough vs the full gateway (four filters, and the bundle)\n"
+    );
     for p in ["4k", "agent50k", "stream2k", "stream64k"] {
         let _ = writeln!(o, "### {}\n", payload_title(p));
         let _ = writeln!(
             o,
-            "| c | RPS pass | RPS chain | RPS chain/pass | p50 pass | p50 chain | added p50 | p99 pass | p99 chain | added p99 |\n|---|---|---|---|---|---|---|---|---|---|"
+            "| c | tollgate as | RPS pass | RPS tollgate | RPS tollgate/pass | p50 pass | p50 tollgate | added p50 | p99 pass | p99 tollgate | added p99 |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for c in [1u64, 16, 64] {
-            if let Some(s) = case(r, "main", p, c) {
+            let Some(s) = case(r, "main", p, c) else {
+                continue;
+            };
+            for form in FULL {
                 let pv = &s["variants"][PASS];
-                let cv = &s["variants"][CHAIN];
-                let d = &s["vs_passthrough"][CHAIN];
+                let cv = &s["variants"][form];
+                if cv.is_null() {
+                    continue;
+                }
+                let d = &s["vs_passthrough"][form];
                 let _ = writeln!(
                     o,
-                    "| {c} | {} | {} | {} | {} | {} | **{}** | {} | {} | **{}** |",
+                    "| {c} | {form} | {} | {} | {} | {} | {} | **{}** | {} | {} | **{}** |",
                     num(&pv["rps"]),
                     num(&cv["rps"]),
                     ratio(&d["rps_ratio"]),
@@ -422,7 +443,8 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
          and its step is the best per-filter cost figure on a noisy machine. The *noop* lines \
          (4 KB only) are near the floor: the probe test fixture without commands (per request one \
          header read, three filter-state writes and two counter increments), once and as four \
-         filters in four VMs; Envoy native and noop lines are compared with passthrough only.\n"
+         filters in four VMs; Envoy native and noop lines are compared with passthrough only. \
+         The *bundle* line's step is against the chain: what one module saves over four.\n"
     );
     for p in ["4k", "agent50k", "stream64k"] {
         let Some(s) = case(r, "filters", p, 16) else {

@@ -229,6 +229,27 @@ pub fn shipped_chain() -> Vec<Filter> {
         .collect()
 }
 
+/// `filters` folded into one filter running the bundle module (`tollgate_bundle.wasm`): its
+/// configuration has one section per filter (`{"jwt_auth": …, "prompt_guard": …}`), its
+/// environment keys are theirs. `None` when the bundle is not built or a configuration is not
+/// JSON.
+pub fn bundle(filters: &[Filter]) -> Option<Filter> {
+    let wasm = paths::try_wasm_path("bundle")?;
+    let mut config = serde_json::Map::new();
+    let mut env_keys = std::collections::BTreeSet::new();
+    for f in filters {
+        let section: Value = serde_json::from_str(&f.config).ok()?;
+        config.insert(f.name.replace('-', "_"), section);
+        env_keys.extend(f.env_keys.iter().cloned());
+    }
+    Some(Filter {
+        name: "bundle".to_string(),
+        wasm,
+        config: Value::Object(config).to_string(),
+        env_keys: env_keys.into_iter().collect(),
+    })
+}
+
 /// Everything the template needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayConfig {

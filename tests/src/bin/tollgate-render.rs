@@ -25,6 +25,8 @@ OPTIONS
   --chain CHAIN             `shipped` (default): every filter of jwt-auth, prompt-guard,
                             key-inject, secret-mask whose .wasm and policies/<name>.json exist;
                             `none`: the passthrough gateway; or NAME[,NAME...]
+  --bundle                  run the chain's filters as one module (tollgate_bundle.wasm, one
+                            VM, one configuration with a section per filter)
   --wasm-prefix DIR         write .wasm paths under DIR (where they are mounted, e.g. in a
                             container) instead of the local build directory
   --ca-file FILE            CA bundle for api.anthropic.com (default /etc/ssl/certs/ca-certificates.crt)
@@ -32,6 +34,7 @@ OPTIONS
                             mock:8081 and idp:8082, .wasm paths relative to the container's
                             working directory); other options still apply after it
   --list-chain              print the chain's filter names, one a line, instead of the config
+                            (with --bundle: the filters the bundle runs)
   -h, --help
 
 The .wasm files come from $TOLLGATE_WASM_DIR (default <workspace>/target/wasm32-wasip1/release).
@@ -53,6 +56,7 @@ fn run() -> Result<()> {
     let mut wasm_prefix: Option<PathBuf> = None;
     let mut ca_file: Option<PathBuf> = None;
     let mut list_chain = false;
+    let mut bundle = false;
 
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -73,6 +77,7 @@ fn run() -> Result<()> {
             "--wasm-prefix" => wasm_prefix = Some(value()?.into()),
             "--ca-file" => ca_file = Some(value()?.into()),
             "--list-chain" => list_chain = true,
+            "--bundle" => bundle = true,
             "--preset" => match value()?.as_str() {
                 "compose" => {
                     cfg = GatewayConfig::compose();
@@ -122,6 +127,24 @@ fn run() -> Result<()> {
             })
             .collect::<Result<_>>()?,
     };
+    // The policies by filter name, also for a bundle (it runs the same ones).
+    if list_chain {
+        for f in &cfg.filters {
+            println!("{}", f.name);
+        }
+        return Ok(());
+    }
+    if bundle && !cfg.filters.is_empty() {
+        let one = tollgate_tests::render::bundle(&cfg.filters).ok_or_else(|| {
+            anyhow!(
+                "--bundle needs {} (run `make wasm`)",
+                paths::wasm_dir()
+                    .join(paths::wasm_file_name("bundle"))
+                    .display()
+            )
+        })?;
+        cfg.filters = vec![one];
+    }
     if let Some(prefix) = wasm_prefix {
         for f in &mut cfg.filters {
             let file = f
@@ -132,12 +155,6 @@ fn run() -> Result<()> {
         }
     }
 
-    if list_chain {
-        for f in &cfg.filters {
-            println!("{}", f.name);
-        }
-        return Ok(());
-    }
     match output {
         Some(path) => cfg
             .render_to(&path)
