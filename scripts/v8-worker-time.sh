@@ -19,7 +19,8 @@
 # Environment: BODY (request body file; default a 4 KB Messages request), URLPATH (default
 # /v1/messages), TOKEN (sent as a bearer token; e.g. from
 # `TOLLGATE_IDP_URL=http://127.0.0.1:18082 scripts/dev-token.sh`), MOCK and IDP (host:port),
-# OUT (scratch directory, default /tmp/tollgate-v8), SECS (seconds per run, default 3).
+# OUT (scratch directory, default /tmp/tollgate-v8), SECS (seconds per run, default 3), HEADER
+# (one more request header, `name: value`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?NAME}; lines=${2-}; port=${3:-18000}; admin=$((port + 1000))
@@ -43,6 +44,7 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$admin/ready" && break; sleep 0.2; done
 url="http://127.0.0.1:$port${URLPATH:-/v1/messages}"
 H=(-H "content-type: application/json" -H "anthropic-version: 2023-06-01" -H "authorization: Bearer ${TOKEN:-none}")
+[[ -n ${HEADER:-} ]] && H+=(-H "$HEADER")
 .tollgate/tools/bin/oha --no-tui -z 1s -c 16 -m POST -D "$body" "${H[@]}" "$url" > /dev/null
 # Envoy's CPU time (user + system, all threads) in clock ticks: per request it is the robust
 # figure on a busy machine, where the worker is not always on a core and RPS understates it.
