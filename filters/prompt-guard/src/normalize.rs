@@ -249,10 +249,14 @@ pub fn normalize_bytes_into(input: &str, fold_case: bool, out: &mut Vec<u8>) {
                 break;
             };
             let w = u64::from_le_bytes(word);
-            // Bytes below 0x20 (for an ASCII byte b, b + 0x60 has the high bit iff b >= 0x20).
-            let control = !((w & LOW7).wrapping_add(LO * 0x60)) & HI;
+            // For the low seven bits b of a byte: b + 0x01 has the high bit iff b == 0x7f, and
+            // b + 0x60 iff b >= 0x20. So a byte is special (non-ASCII, DEL or a control) iff
+            // its own high bit, the first or not the second is set.
+            let low = w & LOW7;
+            let del = low.wrapping_add(LO);
+            let printable = low.wrapping_add(LO * 0x60);
             let spaces = bytes_equal(w, b' ');
-            let mut special = (w & HI) | control | bytes_equal(w, 0x7f) | (spaces & (spaces >> 8));
+            let mut special = ((w | del | !printable) & HI) | (spaces & (spaces >> 8));
             // A space first in the word: plain only after text that does not end in a space.
             if word[0] == b' ' && (out.len() == start || out.last() == Some(&b' ')) {
                 special |= 0x80;
