@@ -66,8 +66,7 @@ fn continue_allowed(waiting: &Waiting, context_id: u32) {
         return;
     };
     let Ok(mut later) = later.try_borrow_mut() else {
-        log::error!("tollgate bundle: the state of stream {context_id} is busy");
-        send_error(ErrorKind::Api, "the gateway lost the request's state", &[]);
+        state_busy(context_id);
         return;
     };
     let (num_headers, end_of_stream) = later.headers;
