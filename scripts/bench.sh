@@ -8,7 +8,9 @@
 #   3. runs it: passthrough vs the tollgate chain through real Envoys (one worker each), the
 #      mock's ceiling, per-filter cost, JWT vs Envoy's native jwt_authn, time to first byte,
 #      memory after 0/50k/100k requests; writes target/bench/results.json and BENCHMARKS.md,
-#   4. optionally (BENCH_CRITERION=1) the criterion benches of the filters through the harness.
+#   4. before the load benchmark of a full run, the criterion benches of the filters through the
+#      harness (`cargo bench -p tollgate-benches`, `-p tollgate-prompt-guard --bench harness`);
+#      their medians go into BENCHMARKS.md too.
 #
 # Environment:
 #   BENCH_QUICK=1          ~3-minute smoke run (1 repetition, short runs); writes
@@ -17,7 +19,7 @@
 #                          see bench-load/src/main.rs
 #   BENCH_WAIT_LOAD=1.5    before a full run, wait (up to BENCH_WAIT_MAX s, default 1200) until
 #                          the 1-minute load average is below this; empty = do not wait
-#   BENCH_CRITERION=1      also run `cargo bench -p tollgate-benches` (criterion, through the harness)
+#   BENCH_CRITERION=0      skip the criterion benches (default: run them, except with BENCH_QUICK)
 #   BENCH_TARGET_DIR       cargo target dir for the driver and oha (default target/bench-build)
 #
 # `bash scripts/bench.sh --report` re-renders BENCHMARKS.md from target/bench/results.json
@@ -106,6 +108,14 @@ if [[ -z "$quick" || "$quick" == "0" ]] && [[ -n "$wait_load" ]] && [[ " $* " !=
 fi
 
 # --- run -----------------------------------------------------------------------------------
+criterion="${BENCH_CRITERION:-1}"
+[[ -n "$quick" && "$quick" != "0" ]] && criterion="${BENCH_CRITERION:-0}"
+if [[ "$criterion" == "1" && " $* " != *" --report "* ]]; then
+  say "criterion benches (each filter through the harness)"
+  export BENCH_CRITERION_SINCE="$(date +%s)"
+  cargo bench --locked -q -p tollgate-benches
+  cargo bench --locked -q -p tollgate-prompt-guard --bench harness
+fi
 "$driver" "$@" &
 driver_pid=$!
 status=0
@@ -113,7 +123,3 @@ wait "$driver_pid" || status=$?
 driver_pid=""
 (( status == 0 )) || die "the load benchmark failed (exit $status)"
 
-if [[ "${BENCH_CRITERION:-}" == "1" ]]; then
-  say "criterion benches (filters through the harness)"
-  cargo bench --locked -p tollgate-benches
-fi

@@ -473,6 +473,7 @@ fn run() -> Result<()> {
         "mock_ceiling": mock_ceiling,
         "ttfb": ttfb,
         "memory": memory,
+        "criterion": criterion_since().map_or(json!([]), |t| criterion_results(&criterion_dir(), t)),
         "failures": b.failures,
     });
     let results = report::with_targets(results);
@@ -493,6 +494,56 @@ fn run() -> Result<()> {
         bail!("{} run(s) failed: {:?}", b.failures.len(), b.failures);
     }
     Ok(())
+}
+
+/// When `scripts/bench.sh` started the criterion benches (`BENCH_CRITERION_SINCE`, Unix
+/// seconds); `None` when it did not run them.
+fn criterion_since() -> Option<std::time::SystemTime> {
+    let secs = std::env::var("BENCH_CRITERION_SINCE").ok()?.parse().ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Where `cargo bench` writes criterion's results.
+fn criterion_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::workspace_root().join("target"))
+        .join("criterion")
+}
+
+/// Every criterion bench under `dir` whose `new/estimates.json` was written since `since`, as
+/// `{id, median_ns, bytes}` sorted by id.
+fn criterion_results(dir: &std::path::Path, since: std::time::SystemTime) -> Value {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+            if path.file_name().is_none_or(|n| n != "new") {
+                dirs.push(path);
+                continue;
+            }
+            let fresh = std::fs::metadata(path.join("estimates.json"))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since);
+            let read = |f: &str| -> Option<Value> {
+                serde_json::from_str(&std::fs::read_to_string(path.join(f)).ok()?).ok()
+            };
+            if let (true, Some(b), Some(est)) =
+                (fresh, read("benchmark.json"), read("estimates.json"))
+            {
+                found.push(json!({
+                    "id": b["full_id"],
+                    "median_ns": est["median"]["point_estimate"],
+                    "bytes": b["throughput"]["Bytes"],
+                }));
+            }
+        }
+    }
+    found.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Value::Array(found)
 }
 
 fn utc_date() -> String {
@@ -903,4 +954,31 @@ impl Bench {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn criterion_results_reads_fresh_medians_only() {
+        let dir = std::env::temp_dir().join(format!("tollgate-crit-{}", std::process::id()));
+        let write = |name: &str, median: f64| {
+            let new = dir.join(name).join("new");
+            std::fs::create_dir_all(&new).unwrap();
+            let b = json!({"full_id": name, "throughput": {"Bytes": 1024}});
+            std::fs::write(new.join("benchmark.json"), b.to_string()).unwrap();
+            let e = json!({"median": {"point_estimate": median}});
+            std::fs::write(new.join("estimates.json"), e.to_string()).unwrap();
+        };
+        write("group/b", 2000.0);
+        write("group/a", 1000.0);
+        let all = criterion_results(&dir, std::time::UNIX_EPOCH);
+        assert_eq!(all[0]["id"], "group/a");
+        assert_eq!(all[0]["median_ns"], 1000.0);
+        assert_eq!(all[1]["bytes"], 1024);
+        let later = std::time::SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(criterion_results(&dir, later), json!([]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -430,6 +430,40 @@ pub fn markdown(r: &Value, notes: Option<&str>) -> String {
     }
     let _ = writeln!(o);
 
+    // Criterion through the harness
+    let crit = r["criterion"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !crit.is_empty() {
+        let _ = writeln!(o, "## Each filter through the harness (criterion)\n");
+        let _ = writeln!(
+            o,
+            "`cargo bench -p tollgate-benches` and `cargo bench -p tollgate-prompt-guard --bench \
+             harness`, run by `make bench` just before the load benchmark: the real `.wasm` files \
+             in tollgate's wasmtime host (no Envoy, no network), one whole request per iteration \
+             unless the name says otherwise; criterion's median. What each bench does: \
+             `benches/README.md`.\n"
+        );
+        let _ = writeln!(o, "| bench | median | throughput |\n|---|---|---|");
+        for b in crit {
+            let ns = f(&b["median_ns"]);
+            let throughput = match b["bytes"].as_f64() {
+                Some(bytes) if ns > 0.0 => {
+                    format!("{:.0} MiB/s", bytes / (ns / 1e9) / (1024.0 * 1024.0))
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {throughput} |",
+                b["id"].as_str().unwrap_or("?"),
+                us(&json!(ns / 1000.0))
+            );
+        }
+        let _ = writeln!(o);
+    }
+
     // Per filter and JWT
     let _ = writeln!(
         o,
