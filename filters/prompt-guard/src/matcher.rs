@@ -2,8 +2,9 @@
 //!
 //! With the default `regex` feature all patterns of a rule set are compiled into one
 //! multi-pattern regex (what `regex::RegexSet` builds, through `regex-automata` directly so the
-//! literal prefilter can be turned off): one lazy-DFA pass over the text reports every pattern
-//! that matches. The `lite` feature swaps in
+//! literal prefilter can be turned off). A text is first put to the `gate`: one lazy DFA run
+//! over two parts of the text at once that answers "does any pattern match?"; only on a yes does
+//! the overlapping search name every pattern that matches. The `lite` feature swaps in
 //! `regex-lite` (one backtracking/PikeVM search per pattern) for size/speed comparisons; see
 //! `docs/prompt-guard.md` for the measured figures behind the default.
 
