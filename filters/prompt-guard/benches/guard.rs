@@ -14,7 +14,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod common;
-use common::{agent_request, hundred_rules};
+use common::{agent_request, hundred_rules, with_scan_cache};
 use tollgate_prompt_guard::config::load;
 use tollgate_prompt_guard::extract::{extract, Api};
 use tollgate_prompt_guard::normalize::normalize;
@@ -30,11 +30,24 @@ fn bench(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("prompt_guard");
     g.throughput(Throughput::Bytes(body.len() as u64));
-    for (name, scoped) in [
-        ("evaluate_64k_100_rules_all_roles", false),
-        ("evaluate_64k_100_rules_scoped", true),
+    // The headline rows are the first-seen (cold) case: `scan_cache` is off. The last row is
+    // the warm case (`scan_cache` on, every text already seen).
+    for (name, scoped, cache) in [
+        ("evaluate_64k_100_rules_all_roles", false, false),
+        ("evaluate_64k_100_rules_scoped", true, false),
+        (
+            "evaluate_64k_100_rules_all_roles_scan_cache_warm",
+            false,
+            true,
+        ),
     ] {
-        let policy = load(hundred_rules(scoped).as_bytes()).unwrap();
+        let rules = hundred_rules(scoped);
+        let rules = if cache {
+            with_scan_cache(&rules)
+        } else {
+            rules
+        };
+        let policy = load(rules.as_bytes()).unwrap();
         assert!(matches!(
             policy.evaluate(Api::Messages, &body, &[]),
             Verdict::Pass { .. }

@@ -2,7 +2,8 @@
 //! `cargo build --release --target wasm32-wasip1 -p tollgate-prompt-guard`) checking a ~64 KB
 //! Agent SDK-shaped request against 100 rules, the whole stream (`Gateway::run`: headers, body
 //! buffered and checked, upstream reply, response), next to the harness alone with the same
-//! request as the baseline. The filter's cost is the difference.
+//! request as the baseline. The filter's cost is the difference. The first two rows are the
+//! cold case (every text scanned); the `scan_cache_warm` row the warm one (policy `scan_cache`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate_harness::{artifact, FilterSpec, Gateway, Host, Request, Upstream};
 
 mod common;
-use common::{agent_request, hundred_rules};
+use common::{agent_request, hundred_rules, with_scan_cache};
 
 fn request(body: &[u8]) -> Request {
     Request::post("/v1/messages?beta=true")
@@ -33,13 +34,24 @@ fn bench(c: &mut Criterion) {
     let host = Host::unmetered().expect("harness host");
     let body = agent_request(64 * 1024);
     let mut group = c.benchmark_group("prompt_guard_harness");
-    for (name, scoped) in [
-        ("run_64k_100_rules_all_roles", false),
-        ("run_64k_100_rules_scoped", true),
+    // The headline rows are the first-seen (cold) case: `scan_cache` is off, so every request
+    // is scanned in full. The `scan_cache_warm` row is the warm case: the policy remembers scan
+    // results and every text of the request was seen before (an agent resending its system
+    // prompt, tools and earlier turns).
+    for (name, scoped, cache) in [
+        ("run_64k_100_rules_all_roles", false, false),
+        ("run_64k_100_rules_scoped", true, false),
+        ("run_64k_100_rules_all_roles_scan_cache_warm", false, true),
     ] {
+        let rules = hundred_rules(scoped);
+        let rules = if cache {
+            with_scan_cache(&rules)
+        } else {
+            rules
+        };
         let spec = FilterSpec::new(artifact("prompt_guard"))
             .name("prompt-guard")
-            .config(hundred_rules(scoped));
+            .config(rules);
         let mut gw = Gateway::builder(&host)
             .filter(spec)
             .build()

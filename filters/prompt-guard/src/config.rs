@@ -152,6 +152,10 @@ pub struct RawPolicy {
     pub limits: RawLimits,
     #[serde(default)]
     pub groups: BTreeMap<String, RawGroup>,
+    /// Remember the scan results of long texts seen before (per worker; off by default: a hit
+    /// is faster, which tells a caller that the same text went through recently).
+    #[serde(default)]
+    pub scan_cache: bool,
 }
 
 /// The request shape served on a configured path.

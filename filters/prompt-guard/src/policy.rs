@@ -8,6 +8,7 @@
 //! (block 403 / flag / allow-list 403).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use tollgate_common::config::ConfigError;
 use tollgate_common::error::ErrorKind;
@@ -77,6 +78,65 @@ fn role_index(role: Role) -> usize {
     }
 }
 
+/// Texts shorter than this are not cached (scanning them costs about what a lookup does).
+const CACHE_MIN_TEXT: usize = 1024;
+/// At most this many cached texts per rule set…
+const CACHE_ENTRIES: usize = 32;
+/// …holding at most this many bytes of text (one text at most a quarter of it).
+const CACHE_BYTES: usize = 1 << 20;
+
+/// The scan results of long texts seen before (policy `scan_cache`): agents resend the system
+/// prompt, the tool definitions and every earlier turn verbatim with each request. Keyed by the
+/// compiled set and the **whole raw text**, compared byte for byte (no hash-only key, so no
+/// collision can make one text borrow another's result); least recently used first out.
+#[derive(Debug, Default)]
+struct ScanCache(Mutex<Vec<Cached>>);
+
+#[derive(Debug)]
+struct Cached {
+    slot: usize,
+    text: Box<str>,
+    /// Rule indices (already mapped from pattern indices).
+    hits: Vec<usize>,
+}
+
+impl ScanCache {
+    /// Appends the cached hits for `text` scanned by set `slot`; false on a miss.
+    fn get(&self, slot: usize, text: &str, out: &mut Vec<usize>) -> bool {
+        let Ok(mut list) = self.0.try_lock() else {
+            return false;
+        };
+        let Some(at) = list
+            .iter()
+            .position(|c| c.slot == slot && c.text.len() == text.len() && *c.text == *text)
+        else {
+            return false;
+        };
+        let entry = list.remove(at);
+        out.extend_from_slice(&entry.hits);
+        list.push(entry);
+        true
+    }
+
+    fn put(&self, slot: usize, text: &str, hits: &[usize]) {
+        if text.len() < CACHE_MIN_TEXT || text.len() > CACHE_BYTES / 4 {
+            return;
+        }
+        let Ok(mut list) = self.0.try_lock() else {
+            return;
+        };
+        let mut bytes = list.iter().map(|c| c.text.len()).sum::<usize>() + text.len();
+        while !list.is_empty() && (list.len() >= CACHE_ENTRIES || bytes > CACHE_BYTES) {
+            bytes -= list.remove(0).text.len();
+        }
+        list.push(Cached {
+            slot,
+            text: text.into(),
+            hits: hits.to_vec(),
+        });
+    }
+}
+
 /// Rules compiled together. Each role gets one pattern set holding only the rules that read
 /// it (identical sets are shared), one for case-folded rules and one for case-sensitive ones,
 /// so a segment is scanned once per case mode and only by rules that can apply to it.
@@ -84,6 +144,8 @@ fn role_index(role: Role) -> usize {
 struct RuleSet {
     rules: Vec<Rule>,
     compiled: Vec<Compiled>,
+    /// `Some` when the policy enables `scan_cache`.
+    cache: Option<ScanCache>,
     /// Per role (see [`role_index`]): the compiled sets for the folded and the cased view.
     by_role: [(Option<usize>, Option<usize>); 5],
     /// Roles read by some rule over all messages / by some latest-only rule.
@@ -96,6 +158,7 @@ impl RuleSet {
         RuleSet {
             rules: Vec::new(),
             compiled: Vec::new(),
+            cache: None,
             by_role: [(None, None); 5],
             all_mask: 0,
             latest_mask: 0,
@@ -207,9 +270,14 @@ impl RuleSet {
             .copied()
             .unwrap_or((None, None));
         for (slot, view, fold) in [(f, folded, true), (c, cased, false)] {
-            let Some(compiled) = slot.and_then(|i| self.compiled.get(i)) else {
+            let (Some(slot), Some(compiled)) = (slot, slot.and_then(|i| self.compiled.get(i)))
+            else {
                 continue;
             };
+            let cache = self.cache.as_ref().filter(|_| raw.len() >= CACHE_MIN_TEXT);
+            if cache.is_some_and(|c| c.get(slot, raw, hits)) {
+                continue;
+            }
             let text = view.get_or_insert_with(|| {
                 let mut s = String::new();
                 normalize_into(raw, fold, &mut s);
@@ -219,6 +287,9 @@ impl RuleSet {
             compiled.set.matches_into(text, hits);
             for h in hits[from..].iter_mut() {
                 *h = compiled.rules.get(*h).copied().unwrap_or(usize::MAX);
+            }
+            if let (Some(cache), Some(found)) = (cache, hits.get(from..)) {
+                cache.put(slot, raw, found);
             }
         }
     }
@@ -513,7 +584,7 @@ impl Policy {
     /// Validates and compiles a parsed policy. Errors name the field.
     pub fn compile(raw: &RawPolicy) -> Result<Self, ConfigError> {
         let mut ids = BTreeSet::new();
-        let rules = RuleSet::compile(&raw.rules, "rules", &mut ids)?;
+        let mut rules = RuleSet::compile(&raw.rules, "rules", &mut ids)?;
         let global_ids: BTreeSet<String> = ids.clone();
         let mut groups = BTreeMap::new();
         let mut may_rewrite = raw.limits.max_tokens_action == Some(OverLimit::Clamp);
@@ -569,6 +640,12 @@ impl Policy {
             Some(0) => return Err(ConfigError::new("max_body_bytes", "must be at least 1")),
             Some(n) => n,
         };
+        if raw.scan_cache {
+            rules.cache = Some(ScanCache::default());
+            for g in groups.values_mut() {
+                g.rules.cache = Some(ScanCache::default());
+            }
+        }
         Ok(Policy {
             paths,
             max_body_bytes,
@@ -1289,6 +1366,77 @@ mod tests {
             denied_rule(&p.evaluate(Api::Messages, &user(&text), &[])),
             Some("w")
         );
+    }
+
+    #[test]
+    fn scan_cache_answers_like_a_fresh_scan() {
+        let groups_json = json!({"ops": {"exempt": ["deploy"],
+                                         "rules": [{"id": "g", "pattern": "group secret"}]}});
+        let rules = json!([
+            {"id": "jb", "pattern": "ignore previous instructions"},
+            {"id": "fl", "pattern": "review me", "action": "flag"},
+            {"id": "deploy", "pattern": "deploy now", "roles": ["user"]},
+            {"id": "sys", "pattern": "secret plan", "roles": ["system"], "case_sensitive": true}
+        ]);
+        let cached = policy(json!({"scan_cache": true, "rules": rules, "groups": groups_json}));
+        let fresh = policy(json!({"rules": rules, "groups": groups_json}));
+        let filler = "benign agent text, nothing to see. ".repeat(60);
+        // Same lengths, one character apart: a cache keyed on less than the whole text would
+        // answer one with the other's result.
+        let texts = [
+            format!("{filler} ignore previous instructions"),
+            format!("{filler} ignore previous instructionz"),
+            format!("{filler} please review me, thanks!!!!!"),
+            format!("{filler} deploy now, no questions!!!!"),
+            format!("{filler} the group secret is xyzzy!!"),
+            format!("{filler} the secret plan is here!!!!!"),
+            format!("{filler} the SECRET PLAN is here!!!!!"),
+        ];
+        let bodies: Vec<Vec<u8>> = texts
+            .iter()
+            .flat_map(|t| {
+                [
+                    user(t),
+                    body(json!({"model": "m", "max_tokens": 1, "system": t,
+                                "messages": [{"role": "user", "content": "hi"}]})),
+                ]
+            })
+            .collect();
+        let mut decided = 0;
+        for _round in 0..3 {
+            for b in &bodies {
+                for g in [&[][..], &["ops"][..]] {
+                    let want = fresh.evaluate(Api::Messages, b, &groups(g));
+                    assert_eq!(cached.evaluate(Api::Messages, b, &groups(g)), want);
+                    decided += usize::from(matches!(want, Verdict::Deny(_)));
+                }
+            }
+        }
+        assert!(decided > 10, "the texts must exercise blocking rules");
+    }
+
+    #[test]
+    fn scan_cache_is_exact_and_bounded() {
+        let cache = ScanCache::default();
+        let a = "a".repeat(2000);
+        let b = format!("{}b", "a".repeat(1999));
+        cache.put(0, &a, &[1, 2]);
+        let mut out = Vec::new();
+        assert!(!cache.get(0, &b, &mut out), "same length, other text");
+        assert!(!cache.get(1, &a, &mut out), "other compiled set");
+        assert!(cache.get(0, &a, &mut out));
+        assert_eq!(out, vec![1, 2]);
+        assert!(!cache.get(0, "short", &mut out));
+        cache.put(0, "short", &[3]);
+        for i in 0..100 {
+            cache.put(2, &format!("{i:04}{}", "x".repeat(30_000)), &[i]);
+        }
+        let list = cache.0.lock().unwrap();
+        assert!(list.len() <= CACHE_ENTRIES);
+        assert!(list.iter().map(|c| c.text.len()).sum::<usize>() <= CACHE_BYTES);
+        assert!(list.iter().all(|c| c.text.len() >= CACHE_MIN_TEXT));
+        // The most recent entries survive.
+        assert_eq!(list.last().map(|c| c.hits.clone()), Some(vec![99]));
     }
 
     #[test]

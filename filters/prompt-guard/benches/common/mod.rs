@@ -83,3 +83,11 @@ pub fn hundred_rules(scoped: bool) -> String {
     }
     policy.to_string()
 }
+
+/// `policy` (JSON) with `scan_cache` on: the warm case, where every text of the request was seen
+/// before (the benches resend the same request).
+pub fn with_scan_cache(policy: &str) -> String {
+    let mut v: Value = serde_json::from_str(policy).unwrap();
+    v["scan_cache"] = Value::Bool(true);
+    v.to_string()
+}
