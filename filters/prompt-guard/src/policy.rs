@@ -89,10 +89,19 @@ const CACHE_BYTES: usize = 1 << 20;
 /// prompt, the tool definitions and every earlier turn verbatim with each request. Keyed by the
 /// compiled set and the **whole raw text**, compared byte for byte (no hash-only key, so no
 /// collision can make one text borrow another's result); least recently used first out.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct ScanCache(Mutex<Vec<Cached>>);
 
-#[derive(Debug)]
+/// Never prints the cached texts (they are prompt text).
+impl std::fmt::Debug for ScanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.try_lock() {
+            Ok(list) => write!(f, "ScanCache({} texts)", list.len()),
+            Err(_) => f.write_str("ScanCache(busy)"),
+        }
+    }
+}
+
 struct Cached {
     slot: usize,
     text: Box<str>,
@@ -1418,6 +1427,8 @@ mod tests {
     #[test]
     fn scan_cache_is_exact_and_bounded() {
         let cache = ScanCache::default();
+        cache.put(0, &"secret prompt ".repeat(100), &[]);
+        assert_eq!(format!("{cache:?}"), "ScanCache(1 texts)");
         let a = "a".repeat(2000);
         let b = format!("{}b", "a".repeat(1999));
         cache.put(0, &a, &[1, 2]);
