@@ -31,11 +31,14 @@ toolchain:
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 
 ## wasm: every filter (and the harness's probe fixture) for wasm32-wasip1, then the bundle (the
-## four in one module) in its own cargo run: in one run cargo would unify the filters' features
-## and link their standalone entry points (feature `plugin`) into the bundle.
+## four in one module) in its own cargo run and target directory, copied next to the others: in
+## one run cargo would unify the filters' features and link their standalone entry points
+## (feature `plugin`) into the bundle, and in one target directory the two builds of each
+## filter would overwrite each other's cdylib and rebuild every time.
 wasm: toolchain
 	cargo build --locked --release --target wasm32-wasip1 --lib $(WASM_PACKAGES)
-	cargo build --locked --release --target wasm32-wasip1 --lib -p tollgate-bundle
+	CARGO_TARGET_DIR=$(CURDIR)/target/bundle cargo build --locked --release --target wasm32-wasip1 --lib -p tollgate-bundle
+	cp -p target/bundle/wasm32-wasip1/release/tollgate_bundle.wasm $(WASM_DIR)/
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
