@@ -28,6 +28,9 @@ pub mod remote;
 pub mod rsa;
 pub mod verifier;
 
+#[cfg(test)]
+mod test_rng;
+
 // The entry point of the standalone filter; off when linked into the one-module bundle.
 #[cfg(all(target_arch = "wasm32", feature = "plugin"))]
 proxy_wasm::main! {{

@@ -14,22 +14,15 @@ use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
 use rsa::BigUint;
 
 use super::*;
+use crate::test_rng::Rng;
 
-/// xorshift64*: reproducible test data without a dependency.
-struct Rng(u64);
+/// P-256 test data from the shared generator.
+trait P256Data {
+    fn bytes32(&mut self) -> [u8; 32];
+    fn limbs(&mut self) -> Limbs;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
+impl P256Data for Rng {
     fn bytes32(&mut self) -> [u8; 32] {
         let mut out = [0u8; 32];
         for b in out.iter_mut() {

@@ -12,26 +12,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey};
 
 use super::*;
-
-/// xorshift64*: reproducible test data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
+use crate::test_rng::Rng;
 
 fn pad(x: &BigUint, len: usize) -> Vec<u8> {
     let raw = x.to_bytes_be();
