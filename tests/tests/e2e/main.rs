@@ -6,6 +6,7 @@
 //! One module per subject; a filter's end-to-end tests go in `<filter>.rs` (add `mod <filter>;`
 //! below) and use `tollgate_tests` (see its crate docs) plus the helpers here.
 
+mod bundle;
 mod jwt_auth;
 mod key_inject;
 mod prompt_guard;
