@@ -17,7 +17,8 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType};
+use proxy_wasm::types::{Action, ContextType};
+use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
 use tollgate_common::reply::send_error;
 use tollgate_jwt_auth::filter::{JwtAuthHttp, JwtAuthRoot, Resume};
@@ -159,13 +160,7 @@ impl Context for BundleRoot {
 
 impl RootContext for BundleRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(raw) => self.configure(&raw.unwrap_or_default()),
-            Err(status) => {
-                log::error!("tollgate bundle: cannot read the plugin configuration: {status:?}");
-                false
-            }
-        }
+        plugin_configuration("tollgate bundle").is_some_and(|raw| self.configure(&raw))
     }
 
     fn on_tick(&mut self) {

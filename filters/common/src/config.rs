@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::BufferType;
 use serde::de::DeserializeOwned;
 
 /// A configuration error: where (a field path such as `providers[0].issuer`) and what.
@@ -31,6 +33,18 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The plugin configuration, read in `on_configure` (the host has it only then); an absent one
+/// is empty. `None`, logged under `filter`'s name, when the host refuses it: fail closed.
+pub fn plugin_configuration(filter: &str) -> Option<Vec<u8>> {
+    match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+        Ok(raw) => Some(raw.unwrap_or_default()),
+        Err(status) => {
+            log::error!("{filter}: cannot read the plugin configuration: {status:?}");
+            None
+        }
+    }
+}
 
 /// Parses JSON configuration into `T`, reporting the path of the field that failed.
 /// An empty configuration is parsed as `{}` so that all-default policies need no text.

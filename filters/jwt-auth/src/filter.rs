@@ -15,6 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
 use tollgate_common::identity::{encode_groups, GROUPS, ISSUER, SUBJECT};
 use tollgate_common::reply::send_error;
@@ -571,11 +572,7 @@ impl Context for JwtAuthRoot {
 
 impl RootContext for JwtAuthRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.configure(&raw)
+        plugin_configuration("tollgate jwt-auth").is_some_and(|raw| self.configure(&raw))
     }
 
     fn on_tick(&mut self) {

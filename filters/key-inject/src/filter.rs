@@ -9,7 +9,8 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
+use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
 use tollgate_common::identity::{decode_groups, GROUPS, SUBJECT};
 use tollgate_common::reply::send_error;
@@ -90,14 +91,8 @@ pub struct KeyInjectRoot {
 impl Context for KeyInjectRoot {}
 
 impl RootContext for KeyInjectRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(raw) => self.configure(&raw.unwrap_or_default()),
-            Err(status) => {
-                log::error!("key-inject: cannot read the plugin configuration: {status:?}");
-                false
-            }
-        }
+    fn on_configure(&mut self, _size: usize) -> bool {
+        plugin_configuration("key-inject").is_some_and(|raw| self.configure(&raw))
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -27,6 +27,7 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
 use tollgate_common::identity::{decode_groups, GROUPS};
 use tollgate_common::reply::send_error;
@@ -122,13 +123,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(raw) => self.configure(&raw.unwrap_or_default()),
-            Err(status) => {
-                log::error!("prompt-guard: cannot read the plugin configuration: {status:?}");
-                false
-            }
-        }
+        plugin_configuration("prompt-guard").is_some_and(|raw| self.configure(&raw))
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MetricType};
+use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::{error_body, ErrorKind};
 use tollgate_common::identity::{decode_groups, GROUPS};
 use tollgate_common::reply::send_error;
@@ -108,8 +109,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = self.get_plugin_configuration().unwrap_or_default();
-        self.configure(&raw)
+        plugin_configuration("secret-mask").is_some_and(|raw| self.configure(&raw))
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
