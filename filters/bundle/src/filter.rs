@@ -40,8 +40,8 @@ struct Later {
 
 impl Later {
     fn request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
-        for stage in &mut self.stages {
-            self.seen += 1;
+        for (i, stage) in self.stages.iter_mut().enumerate() {
+            self.seen = self.seen.max(i + 1);
             if stage.on_http_request_headers(num_headers, end_of_stream) != Action::Continue {
                 return Action::Pause;
             }
@@ -234,8 +234,10 @@ impl BundleStream {
         };
         let jwt = self.jwt_auth.iter_mut().map(|s| s as &mut dyn HttpContext);
         let seen = later.seen;
-        let rest = later.stages[..seen]
+        let rest = later
+            .stages
             .iter_mut()
+            .take(seen)
             .map(|s| s.as_mut() as &mut dyn HttpContext);
         if reverse {
             until_stopped(rest.rev().chain(jwt), event)
@@ -258,7 +260,7 @@ impl Context for BundleStream {
         }
         if let Ok(mut later) = self.later.try_borrow_mut() {
             let seen = later.seen;
-            for stage in &mut later.stages[..seen] {
+            for stage in later.stages.iter_mut().take(seen) {
                 stage.on_done();
             }
         }
