@@ -11,10 +11,10 @@ export TOLLGATE_WASM_DIR := $(WASM_DIR)
 export TOLLGATE_VENV := $(VENV)
 export TOLLGATE_ROOT := $(CURDIR)
 
-.PHONY: test up bench wasm toolchain venv node lint fmt clean compose-config
+.PHONY: test up bench wasm toolchain venv node lint fmt clean compose-config debs
 
 ## test: everything CI runs — lint, wasm builds (once), unit, harness, end-to-end and SDK tests.
-test: toolchain venv node lint wasm
+test: toolchain venv node lint wasm debs
 	cargo test --workspace --locked
 
 ## up: the local gateway stack in the foreground (Ctrl-C stops every process).
@@ -39,6 +39,15 @@ wasm: toolchain
 	cargo build --locked --release --target wasm32-wasip1 --lib $(WASM_PACKAGES)
 	CARGO_TARGET_DIR=$(CURDIR)/target/bundle cargo build --locked --release --target wasm32-wasip1 --lib -p tollgate-bundle
 	cp -p target/bundle/wasm32-wasip1/release/tollgate_bundle.wasm $(WASM_DIR)/
+
+## debs: the Debian tools of the OCI tests (cli/tests): docker-registry (the CNCF distribution
+## registry) and skopeo, installed with apt-get when missing and running as root. Otherwise those
+## tests skip loudly (and fail under CI=true).
+debs:
+	@if command -v skopeo >/dev/null 2>&1 && [ -x /usr/bin/docker-registry ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo; \
+	else echo "make debs: docker-registry or skopeo missing and not root: the OCI tests will skip (sudo make debs installs them)"; fi
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
