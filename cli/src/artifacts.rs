@@ -83,10 +83,11 @@ pub const ARTIFACTS: [&str; 5] = [
     BUNDLE,
 ];
 
-/// Filters that hold the request headers until they have judged the body, so they need Envoy's
-/// `allow_on_headers_stop_iteration: true` (Envoy ≥ 1.35): prompt-guard, and the bundle that
-/// contains it.
-pub const HOLDS_HEADERS: [&str; 2] = ["prompt-guard", BUNDLE];
+/// Filters that may hold the request headers until they have judged the request body, so they
+/// need Envoy's `allow_on_headers_stop_iteration: true` (Envoy ≥ 1.35): prompt-guard (every
+/// guarded request), secret-mask (when its policy masks request bodies, `request.enabled`) and
+/// the bundle that contains both. jwt-auth and key-inject decide on the headers alone.
+pub const HOLDS_HEADERS: [&str; 3] = ["prompt-guard", "secret-mask", BUNDLE];
 
 /// `make wasm`'s file name of an artifact: `key-inject` → `tollgate_key_inject.wasm`.
 pub fn wasm_file_name(name: &str) -> String {

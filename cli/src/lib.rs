@@ -7,7 +7,7 @@
 //!   image fetchers accept, reproducibly (same `.wasm` → same manifest digest); pushes them with
 //!   [`registry`] and writes a [`lock`] file of digests.
 //! - [`render`]: `tollgate render --target istio|envoy-gateway` — Istio `WasmPlugin` (+ the
-//!   `EnvoyFilter` that holds request headers for prompt-guard) or Envoy Gateway
+//!   `EnvoyFilter` that lets prompt-guard and secret-mask hold request headers) or Envoy Gateway
 //!   `EnvoyExtensionPolicy` manifests, pinned by digest, configured from `policies/`.
 //!
 //! Shared pieces: [`artifacts`] (what ships and in which order the stages run), [`image`] (the

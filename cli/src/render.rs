@@ -5,7 +5,7 @@
 //!   `sha256` (the manifest digest), `phase: AUTHN` with priorities that keep the request order
 //!   of [`crate::artifacts::STAGES`], `failStrategy: FAIL_CLOSE`, `pluginConfig` from the policy,
 //!   `vmConfig.env` with `valueFrom: HOST` for the variables the policy names (the upstream key).
-//!   Plus, for prompt-guard and the bundle, an `EnvoyFilter` that gives them Envoy's
+//!   Plus, for prompt-guard, secret-mask and the bundle, an `EnvoyFilter` that gives them Envoy's
 //!   `allow_on_headers_stop_iteration: true`, which `WasmPlugin` cannot express
 //!   (istio/istio discussion 60126): istiod only *adds* ECDS resources from an `EnvoyFilter`, it
 //!   never merges into a `WasmPlugin`'s, so the patch replaces the plugin's filter entry in place

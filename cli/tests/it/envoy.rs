@@ -150,3 +150,83 @@ fn envoy_serves_the_demo_through_the_four_filters_pulled_from_the_registry() {
 fn envoy_serves_the_demo_through_the_bundle_pulled_from_the_registry() {
     serves_the_demo_from_pulled_images(true);
 }
+
+/// The Wasm configuration the Istio `EnvoyFilter` adds over ECDS (rendered for prompt-guard and
+/// the bundle) is valid Envoy configuration once the istio-agent has replaced the remote `oci://`
+/// code by the pulled file — field names, enums and `allow_on_headers_stop_iteration` included —
+/// as `envoy --mode validate` of a bootstrap holding it says.
+#[test]
+fn the_header_holding_wasm_config_is_accepted_by_envoy() {
+    let scratch = ScratchDir::new("oci-ecds").unwrap();
+    let wasm_dir = support::snapshot_wasm(&scratch.join("wasm"));
+    for bundle in [false, true] {
+        let mut args = vec![
+            "render",
+            "--target",
+            "istio",
+            "--lock",
+            "deploy/tollgate.lock.json",
+        ];
+        if bundle {
+            args.push("--bundle");
+        }
+        let out = support::tollgate(&args, None, &[]);
+        assert!(out.status.success(), "{}", support::stderr(&out));
+        let filters: Vec<Value> = serde_yaml::Deserializer::from_str(&support::stdout(&out))
+            .map(|d| -> Value { serde::Deserialize::deserialize(d).unwrap() })
+            .filter(|d| d["kind"] == "EnvoyFilter")
+            .collect();
+        assert_eq!(filters.len(), if bundle { 1 } else { 2 });
+        for filter in &filters {
+            let added = &filter["spec"]["configPatches"][0]["patch"]["value"];
+            let mut typed = added["typed_config"].clone();
+            let name = typed["config"]["root_id"].as_str().unwrap().to_string();
+            let remote = typed["config"]["vm_config"]["code"]["remote"].clone();
+            assert!(remote["http_uri"]["uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("oci://"));
+            // What the istio-agent does after pulling the image: code becomes a local file.
+            let file = wasm_dir.join(tollgate::artifacts::wasm_file_name(&name));
+            typed["config"]["vm_config"]["code"] = json!({"local": {"filename": file}});
+            let bootstrap = json!({
+                "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+                "static_resources": {
+                    "listeners": [{
+                        "name": "gateway",
+                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                        "filter_chains": [{"filters": [{
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                "stat_prefix": "gateway",
+                                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
+                                "http_filters": [
+                                    {"name": added["name"], "typed_config": typed},
+                                    {"name": "envoy.filters.http.router", "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                                ]
+                            }
+                        }]}]
+                    }],
+                    "clusters": [
+                        {"name": "upstream", "type": "STATIC", "load_assignment": {"cluster_name": "upstream",
+                            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address":
+                                {"address": "127.0.0.1", "port_value": 9}}}}]}]}},
+                        {"name": "idp", "type": "STATIC", "load_assignment": {"cluster_name": "idp",
+                            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address":
+                                {"address": "127.0.0.1", "port_value": 9}}}}]}]}}
+                    ]
+                }
+            });
+            let path = scratch.join(&format!("ecds-{name}.json"));
+            std::fs::write(&path, bootstrap.to_string()).unwrap();
+            if let Err(e) =
+                tollgate_tests::envoy::validate(&path, &[("ANTHROPIC_API_KEY", UPSTREAM_KEY)])
+            {
+                panic!("{name}: {e:#}");
+            }
+        }
+    }
+}

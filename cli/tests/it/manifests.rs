@@ -215,7 +215,18 @@ fn istio_keeps_the_request_order_and_holds_headers_for_prompt_guard() {
     assert!(prio("audit") > prio("secret-mask"));
 
     let filters: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "EnvoyFilter").collect();
-    assert_eq!(filters.len(), 1, "only prompt-guard holds headers");
+    let held: Vec<&str> = filters
+        .iter()
+        .map(|f| f["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        held,
+        [
+            "tollgate-prompt-guard-hold-headers",
+            "tollgate-secret-mask-hold-headers"
+        ],
+        "the filters that hold request headers for the body"
+    );
     let patches = filters[0]["spec"]["configPatches"].as_array().unwrap();
     let wasm = &patches[0]["patch"]["value"]["typed_config"]["config"];
     assert_eq!(wasm["allow_on_headers_stop_iteration"], true);
