@@ -111,6 +111,10 @@ pub enum RenderError {
 const PART_OF: &str = "tollgate";
 /// The Wasm HTTP filter's type URL.
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The RBAC filter's type URL: when the istio-agent cannot fetch a fail-closed module it
+/// answers the ECDS request with a deny-all RBAC filter instead, so the entry accepts both (as
+/// istiod's own `WasmPlugin` entries do).
+const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 
 /// One plugin to render: a filter or the bundle.
 #[derive(Clone, Debug, PartialEq)]
@@ -369,7 +373,7 @@ pub fn hold_headers_filter(p: &Plugin, namespace: &str, selector: &Map<String, V
                             "name": resource,
                             "config_discovery": {
                                 "config_source": { "ads": {}, "initial_fetch_timeout": "0s" },
-                                "type_urls": [WASM_TYPE],
+                                "type_urls": [WASM_TYPE, RBAC_TYPE],
                             },
                         },
                     },
