@@ -1,6 +1,8 @@
 //! The `tollgate` binary: parses the command line and dispatches to one module per subcommand
 //! (see the library's overview). Errors print with their causes and exit 1; usage errors exit 2.
 
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -25,8 +27,19 @@ enum Command {
     Render(render::Args),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain on one line, no backtrace: these are user-facing errors.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
         Command::Package(args) => {
             package::run(&args).context("tollgate package")?;
         }

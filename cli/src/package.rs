@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     pub tag: Option<String>,
     /// `org.opencontainers.image.version` (default: the crate version).
-    #[arg(long = "version", env = "TOLLGATE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    #[arg(long = "version", value_name = "VERSION", env = "TOLLGATE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     pub artifact_version: String,
     /// `org.opencontainers.image.revision` (default: `git rev-parse HEAD` when in a git checkout).
     #[arg(long, env = "TOLLGATE_REVISION")]
@@ -87,6 +87,10 @@ pub enum PackageError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(
+        "--lock needs image names: pass --push REGISTRY/PREFIX or --repository REGISTRY/PREFIX"
+    )]
+    LockWithoutRepository,
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -215,6 +219,9 @@ pub fn run(args: &Args) -> Result<Vec<Packaged>, PackageError> {
         Some(p) => Some(repository_prefix(p)?),
         None => None,
     };
+    if args.lock.is_some() && prefix.is_none() {
+        return Err(PackageError::LockWithoutRepository);
+    }
 
     let mut packaged = Vec::new();
     if let (Some(prefix), Some(_)) = (&prefix, &args.push) {
