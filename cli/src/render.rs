@@ -333,7 +333,7 @@ pub fn envoy_wasm_config(p: &Plugin, namespace: &str) -> Value {
             "vm_config": vm,
             "configuration": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": p.config.to_string(),
+                "value": canonical_json(&p.config),
             },
             "failure_policy": "FAIL_CLOSED",
             "allow_on_headers_stop_iteration": true,
@@ -469,6 +469,45 @@ pub fn resources(args: &Args) -> Result<Vec<Value>, RenderError> {
             )]
         }
     })
+}
+
+/// Compact JSON with every object's keys sorted, whatever map type `serde_json` was built with
+/// (its `preserve_order` feature would otherwise change the text, and the committed examples).
+pub fn canonical_json(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    if let Some(child) = map.get(k) {
+                        write(child, out);
+                    }
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
 }
 
 /// JSON → YAML with every mapping's keys sorted (the output never depends on how a map type
@@ -622,6 +661,14 @@ mod tests {
         let y =
             serde_yaml::to_string(&to_yaml(&json!({"b": 1, "a": {"d": 4096, "c": 1.5}}))).unwrap();
         assert_eq!(y, "a:\n  c: 1.5\n  d: 4096\nb: 1\n");
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let v = json!({"b": [{"z": 1, "a": "x\"y"}], "a": null});
+        assert_eq!(canonical_json(&v), r#"{"a":null,"b":[{"a":"x\"y","z":1}]}"#);
+        let back: Value = serde_json::from_str(&canonical_json(&v)).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]
