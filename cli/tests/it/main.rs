@@ -14,7 +14,9 @@
 //!   basic and bearer auth.
 //! - [`manifests`]: rendered manifests against the CRD schemas (a typo fails); the committed
 //!   examples under `deploy/` are current.
-//! - [`envoy`]: Envoy serves the demo through the filters pulled from the registry.
+//! - [`envoy`]: Envoy serves the demo through the filters and the bundle pulled from the
+//!   registry; the Wasm configuration of the header-holding Istio `EnvoyFilter` validates and
+//!   serves requests.
 
 // Test code: a failed unwrap is a failed test, with its message (the workspace denies these in
 // library code; clippy's allow-*-in-tests covers #[test] functions but not their helpers).
