@@ -12,11 +12,12 @@
 //!
 //! Shared pieces: [`artifacts`] (what ships and in which order the stages run), [`image`] (the
 //! pure OCI image builder: tar, gzip, config, manifest, digests), [`registry`] (registry I/O
-//! through the `oci-client` crate), [`lock`] (the digests file `package` writes and `render`
-//! reads). Library modules return concrete error enums; `anyhow` lives in the binary only.
+//! through the `oci-client` crate), [`layout`] (an OCI image layout directory, for pushing with
+//! other tools), [`lock`] (the digests file `package` writes and `render` reads). Library modules return concrete error enums; `anyhow` lives in the binary only.
 
 pub mod artifacts;
 pub mod image;
+pub mod layout;
 pub mod lock;
 pub mod package;
 pub mod registry;

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use crate::artifacts::{self, ARTIFACTS};
 use crate::image::{self, Annotations, ImageError, WasmImage};
+use crate::layout::{self, LayoutError};
 use crate::lock::{Lock, LockError, LockedImage};
 use crate::registry::{Auth, Registry, RegistryError};
 
@@ -61,6 +62,10 @@ pub struct Args {
     /// Write the digests to this lock file (what `tollgate render --lock` reads).
     #[arg(long, value_name = "FILE")]
     pub lock: Option<PathBuf>,
+    /// Also write the images into this OCI image layout directory (one manifest per artifact,
+    /// named after it), for pushing with other tools: `skopeo copy --preserve-digests oci:DIR:NAME …`.
+    #[arg(long, value_name = "DIR")]
+    pub oci_layout: Option<PathBuf>,
 }
 
 /// Why packaging failed.
@@ -87,6 +92,8 @@ pub enum PackageError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error(
         "--lock needs image names: pass --push REGISTRY/PREFIX or --repository REGISTRY/PREFIX"
     )]
@@ -215,6 +222,14 @@ pub fn run(args: &Args) -> Result<Vec<Packaged>, PackageError> {
         source: Some(args.source.clone()),
     };
     let built = build_all(&args.wasm_dir, &names, &annotations)?;
+    if let Some(dir) = &args.oci_layout {
+        let images: Vec<(String, &WasmImage)> = built
+            .iter()
+            .map(|(name, image)| (name.clone(), image))
+            .collect();
+        layout::write_layout(dir, &images)?;
+        eprintln!("tollgate: wrote the OCI image layout {}", dir.display());
+    }
     let prefix = match args.push.as_ref().or(args.repository.as_ref()) {
         Some(p) => Some(repository_prefix(p)?),
         None => None,

@@ -11,7 +11,7 @@
 //! One module per subject:
 //! - [`support`]: the registry guard, skopeo helpers, running the binary, skipping.
 //! - [`registry`]: package → push → pull with skopeo → every digest agrees; reproducibility;
-//!   basic and bearer auth.
+//!   basic and bearer auth; the OCI layout pushed by skopeo keeps the digests.
 //! - [`manifests`]: rendered manifests against the CRD schemas (a typo fails); the committed
 //!   examples under `deploy/` are current.
 //! - [`envoy`]: Envoy serves the demo through the filters and the bundle pulled from the

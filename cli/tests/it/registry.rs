@@ -322,3 +322,58 @@ fn bearer_tokens_are_sent() {
     assert_eq!(support::stdout(&stdin), support::stdout(&env));
     assert!(support::stdout(&env).contains("/tollgate/secret-mask@sha256:"));
 }
+
+#[test]
+fn the_oci_layout_pushed_by_skopeo_keeps_every_digest() {
+    let Some((registry_bin, skopeo)) = support::tools() else {
+        return;
+    };
+    let registry = RegistryServer::start(&registry_bin, RegistryAuth::None);
+    let scratch = ScratchDir::new("oci-layout").unwrap();
+    let wasm_arg = support::snapshot_wasm(&scratch.join("wasm"))
+        .display()
+        .to_string();
+    let layout = scratch.join("layout").display().to_string();
+    let out = support::tollgate(
+        &[
+            "package",
+            "--wasm-dir",
+            &wasm_arg,
+            "--revision",
+            REVISION,
+            "--oci-layout",
+            &layout,
+        ],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let printed: BTreeMap<String, String> = support::stdout(&out)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, d)| (n.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(printed.len(), ARTIFACTS.len());
+    for (name, digest) in &printed {
+        // Another pusher, from the layout: the registry stores the very same manifest.
+        let dest = format!("{}/mirror/{name}:copied", registry.host());
+        let copy = std::process::Command::new(&skopeo)
+            .args([
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{layout}:{name}"))
+            .arg(format!("docker://{dest}"))
+            .output()
+            .unwrap();
+        assert!(
+            copy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+        let raw = support::skopeo_raw_manifest(&skopeo, &dest, None).unwrap();
+        assert_eq!(&sha256_digest(&raw), digest, "{name}");
+    }
+}
