@@ -361,7 +361,9 @@ pub fn hold_headers_filter(p: &Plugin, namespace: &str, selector: &Map<String, V
                 {
                     "applyTo": "HTTP_FILTER",
                     "match": {
-                        "context": "GATEWAY",
+                        // Wherever istiod put the WasmPlugin entry (gateway or sidecar): the
+                        // entry exists exactly where the WasmPlugin applies.
+                        "context": "ANY",
                         "listener": { "filterChain": { "filter": {
                             "name": "envoy.filters.network.http_connection_manager",
                             "subFilter": { "name": istio_filter_name(p, namespace) },
