@@ -20,6 +20,7 @@ mod server;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,8 @@ pub(crate) struct Shared {
     pub(crate) config: MockConfig,
     requests: Mutex<VecDeque<RecordedRequest>>,
     scripts: Mutex<VecDeque<Script>>,
+    /// Requests whose head arrived (counted before the body is read; not `/_mock/`).
+    heads: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,6 +154,7 @@ impl Shared {
             config,
             requests: Mutex::new(VecDeque::new()),
             scripts: Mutex::new(VecDeque::new()),
+            heads: AtomicUsize::new(0),
         }
     }
     pub(crate) fn record(&self, r: RecordedRequest) {
@@ -180,9 +184,16 @@ impl Shared {
     pub(crate) fn pending_scripts(&self) -> usize {
         lock(&self.scripts).len()
     }
+    pub(crate) fn head_arrived(&self) {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn heads_seen(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
     pub(crate) fn reset(&self) {
         lock(&self.requests).clear();
         lock(&self.scripts).clear();
+        self.heads.store(0, Ordering::SeqCst);
     }
 }
 
@@ -261,6 +272,14 @@ impl MockServer {
         self.shared.request_count()
     }
 
+    /// Requests whose head (request line and headers) arrived so far, counted before their body
+    /// is read, so a request the proxy abandons mid-body counts too (not `/_mock/` requests,
+    /// not limited by `record`/`record_limit`). "Never reached the upstream" means this did
+    /// not grow.
+    pub fn heads_seen(&self) -> usize {
+        self.shared.heads_seen()
+    }
+
     /// Waits until at least `n` requests were received or `timeout` passed; returns the
     /// requests received by then.
     pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
@@ -282,7 +301,7 @@ impl MockServer {
         self.shared.pending_scripts()
     }
 
-    /// Forgets recorded requests and queued scripts.
+    /// Forgets recorded requests and queued scripts, and zeroes [`MockServer::heads_seen`].
     pub fn reset(&self) {
         self.shared.reset();
     }

@@ -702,6 +702,16 @@ pub struct Script {
     /// Close the connection after this many body bytes (after gzip) without finishing the body.
     #[serde(default)]
     pub disconnect_after: Option<usize>,
+    /// Extra response headers whose values are bytes, not text (`[["x-note",[99,97,102,233]]]`):
+    /// obs-text (0x80–0xff) and tab go on the wire as they are; other control bytes are
+    /// refused by the HTTP library and the header is left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw_headers: Vec<(String, Vec<u8>)>,
+    /// Trailers after the body, values as bytes like `raw_headers`; the body is then sent
+    /// chunked, with a `trailer` header naming them. Over HTTP/1.1 they are sent only when the
+    /// request carried `te: trailers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trailers: Vec<(String, Vec<u8>)>,
 }
 
 /// A script rendered to what goes on the wire.
@@ -717,6 +727,10 @@ pub struct Rendered {
     pub chunked: bool,
     /// Whether the connection is closed abruptly after the chunks.
     pub disconnect: bool,
+    /// The script's `raw_headers` (lowercase names), sent after `headers`.
+    pub raw_headers: Vec<(String, Vec<u8>)>,
+    /// The script's `trailers` (lowercase names), sent after the last chunk.
+    pub trailers: Vec<(String, Vec<u8>)>,
 }
 
 impl Rendered {
@@ -745,6 +759,8 @@ impl Script {
             delay_ms: 0,
             gzip: false,
             disconnect_after: None,
+            raw_headers: Vec::new(),
+            trailers: Vec::new(),
         }
     }
     /// Answer with the reply, streamed or not as the request asks.
@@ -823,6 +839,16 @@ impl Script {
     /// Disconnect after `n` body bytes.
     pub fn disconnect_after(mut self, n: usize) -> Script {
         self.disconnect_after = Some(n);
+        self
+    }
+    /// Adds a response header whose value is these bytes (e.g. non-UTF-8 `caf\xe9`).
+    pub fn raw_header(mut self, name: &str, value: &[u8]) -> Script {
+        self.raw_headers.push((name.to_string(), value.to_vec()));
+        self
+    }
+    /// Adds a trailer (sent after a chunked body) whose value is these bytes.
+    pub fn trailer(mut self, name: &str, value: &[u8]) -> Script {
+        self.trailers.push((name.to_string(), value.to_vec()));
         self
     }
 
@@ -915,13 +941,25 @@ impl Script {
             }
             chunks = kept;
         }
-        let chunked = is_sse || explicit || self.delay_ms > 0 || self.disconnect_after.is_some();
+        let chunked = is_sse
+            || explicit
+            || self.delay_ms > 0
+            || self.disconnect_after.is_some()
+            || !self.trailers.is_empty();
+        let lowercase = |fields: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        };
         Rendered {
             status: self.status.unwrap_or(default_status),
             headers,
             chunks,
             chunked,
             disconnect: self.disconnect_after.is_some(),
+            raw_headers: lowercase(&self.raw_headers),
+            trailers: lowercase(&self.trailers),
         }
     }
 

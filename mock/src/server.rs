@@ -44,6 +44,8 @@ pub(crate) enum MockBody {
         sleep: Option<Pin<Box<Sleep>>>,
         disconnect: bool,
         waited: bool,
+        /// Sent as a trailers frame after the last chunk (unless disconnecting).
+        trailers: Option<hyper::HeaderMap>,
     },
 }
 
@@ -66,6 +68,7 @@ impl http_body::Body for MockBody {
                 sleep,
                 disconnect,
                 waited,
+                trailers,
             } => loop {
                 if let Some(s) = sleep.as_mut() {
                     if s.as_mut().poll(cx).is_pending() {
@@ -89,7 +92,7 @@ impl http_body::Body for MockBody {
                     *disconnect = false;
                     return Poll::Ready(Some(Err(Disconnect)));
                 }
-                return Poll::Ready(None);
+                return Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))));
             },
         }
     }
@@ -98,8 +101,11 @@ impl http_body::Body for MockBody {
         match self {
             MockBody::Full(b) => b.is_none(),
             MockBody::Chunks {
-                queue, disconnect, ..
-            } => queue.is_empty() && !*disconnect,
+                queue,
+                disconnect,
+                trailers,
+                ..
+            } => queue.is_empty() && !*disconnect && trailers.is_none(),
         }
     }
 
@@ -154,14 +160,31 @@ pub(crate) async fn serve(
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
+    /// Headers whose values are bytes (scripted `raw_headers`).
+    raw_headers: Vec<(String, Vec<u8>)>,
     body: MockBody,
     head_delay: Duration,
+}
+
+/// Byte-valued fields as a header map; a field the HTTP library refuses is left out.
+fn header_map(fields: &[(String, Vec<u8>)]) -> hyper::HeaderMap {
+    let mut map = hyper::HeaderMap::new();
+    for (k, v) in fields {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_bytes(v),
+        ) {
+            map.append(k, v);
+        }
+    }
+    map
 }
 
 fn json_reply(status: u16, body: Vec<u8>) -> Reply {
     Reply {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
+        raw_headers: Vec::new(),
         body: MockBody::Full(Some(Bytes::from(body))),
         head_delay: Duration::ZERO,
     }
@@ -175,6 +198,12 @@ fn error_reply(error_type: &str, message: &str, request_id: &str) -> Reply {
 }
 
 fn rendered_reply(r: Rendered, delay_ms: u64, head_delay_ms: u64) -> Reply {
+    let mut headers = r.headers;
+    if !r.trailers.is_empty() {
+        // hyper sends only the trailer fields the `trailer` header announces
+        let names: Vec<&str> = r.trailers.iter().map(|(k, _)| k.as_str()).collect();
+        headers.push(("trailer".into(), names.join(", ")));
+    }
     let body = if r.chunked {
         MockBody::Chunks {
             queue: r.chunks.into_iter().map(Bytes::from).collect(),
@@ -182,13 +211,15 @@ fn rendered_reply(r: Rendered, delay_ms: u64, head_delay_ms: u64) -> Reply {
             sleep: None,
             disconnect: r.disconnect,
             waited: false,
+            trailers: (!r.trailers.is_empty()).then(|| header_map(&r.trailers)),
         }
     } else {
         MockBody::Full(Some(Bytes::from(r.chunks.concat())))
     };
     Reply {
         status: r.status,
-        headers: r.headers,
+        headers,
+        raw_headers: r.raw_headers,
         body,
         head_delay: Duration::from_millis(head_delay_ms),
     }
@@ -204,6 +235,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| parts.uri.path().to_string());
     let path_only = parts.uri.path().to_string();
+    if !path_only.starts_with("/_mock/") {
+        shared.head_arrived();
+    }
 
     let collected = Limited::new(body, shared.config.max_body).collect().await;
     let body = match collected {
@@ -354,12 +388,14 @@ fn messages(shared: &Shared, body: &Bytes, request_id: &str) -> Reply {
                 ("content-type".into(), SSE_CONTENT_TYPE.into()),
                 ("cache-control".into(), "no-cache".into()),
             ],
+            raw_headers: Vec::new(),
             body: MockBody::Chunks {
                 queue: events.into_iter().map(Bytes::from).collect(),
                 delay: Duration::from_millis(shared.config.stream_delay_ms),
                 sleep: None,
                 disconnect: false,
                 waited: false,
+                trailers: None,
             },
             head_delay: Duration::ZERO,
         }
@@ -448,6 +484,11 @@ async fn finish(
             } else {
                 h.append(k, v);
             }
+        }
+    }
+    for (k, v) in header_map(&reply.raw_headers) {
+        if let Some(k) = k {
+            h.append(k, v);
         }
     }
     resp

@@ -796,3 +796,82 @@ fn stream_delay_paces_unscripted_streams() {
     let span = t[t.len() - 1] - t[0];
     assert!(span >= Duration::from_millis(6 * 35), "{t:?}");
 }
+
+/// Reads from `stream` until `needle` has arrived (or 5 s passed); returns what arrived.
+fn read_until(stream: &mut std::net::TcpStream, needle: &[u8]) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !out.windows(needle.len()).any(|w| w == needle) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => continue,
+        }
+    }
+    out
+}
+
+#[test]
+fn raw_header_bytes_and_trailers_go_on_the_wire() {
+    use std::io::Write;
+    let mock = server();
+    mock.push_script(
+        Script::message(Reply::text("hi"))
+            .raw_header("x-note", b"caf\xe9\xff")
+            .raw_header("x-refused", b"a\x01b")
+            .trailer("x-trailer", b"\xe9t"),
+    );
+    let mut s = std::net::TcpStream::connect(mock.addr()).unwrap();
+    let req = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: m\r\nte: trailers\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{MSG}",
+        MSG.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let wire = read_until(&mut s, b"\r\n0\r\nx-trailer: \xe9t\r\n\r\n");
+    let has = |needle: &[u8]| wire.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"\r\nx-note: caf\xe9\xff\r\n"),
+        "{}",
+        wire.escape_ascii()
+    );
+    assert!(
+        has(b"transfer-encoding: chunked"),
+        "{}",
+        wire.escape_ascii()
+    );
+    assert!(
+        has(b"0\r\nx-trailer: \xe9t\r\n\r\n"),
+        "{}",
+        wire.escape_ascii()
+    );
+    // a value the HTTP library refuses is left out, not sent broken
+    assert!(!has(b"x-refused"), "{}", wire.escape_ascii());
+}
+
+#[test]
+fn heads_are_counted_before_the_body_arrives() {
+    use std::io::Write;
+    let mock = server();
+    let mut s = std::net::TcpStream::connect(mock.addr()).unwrap();
+    s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: m\r\ncontent-length: 100\r\n\r\n{\"model\"")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mock.heads_seen() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(mock.heads_seen(), 1);
+    assert_eq!(
+        mock.request_count(),
+        0,
+        "the request is recorded once its body is read"
+    );
+    drop(s);
+    client::request(mock.addr(), "GET", "/_mock/health", &[], b"");
+    assert_eq!(mock.heads_seen(), 1, "control requests are not counted");
+    mock.reset();
+    assert_eq!(mock.heads_seen(), 0);
+}

@@ -160,7 +160,7 @@ impl Filter {
         self
     }
 
-    fn to_envoy(&self) -> Value {
+    fn to_envoy(&self, failure: FailurePolicy) -> Value {
         let mut vm_config = json!({
             "vm_id": self.name,
             "runtime": "envoy.wasm.runtime.v8",
@@ -169,22 +169,68 @@ impl Filter {
         if !self.env_keys.is_empty() {
             vm_config["environment_variables"] = json!({ "host_env_keys": self.env_keys });
         }
+        let mut config = json!({
+            "name": self.name,
+            "root_id": self.name,
+            "failure_policy": failure.envoy_name(),
+            // prompt-guard pauses in the request headers and decides in the body
+            // (Envoy >= 1.35; without it Envoy turns that Pause into StopAllIteration)
+            "allow_on_headers_stop_iteration": true,
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": self.config,
+            },
+            "vm_config": vm_config,
+        });
+        if let FailurePolicy::Reload {
+            base_interval_ms: Some(ms),
+        } = failure
+        {
+            let interval = format!("{}.{:03}s", ms / 1000, ms % 1000);
+            config["reload_config"] = json!({ "backoff": { "base_interval": interval } });
+        }
         json!({
             "name": format!("tollgate.{}", self.name.replace('-', "_")),
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": self.name,
-                    "root_id": self.name,
-                    "failure_policy": "FAIL_CLOSED",
-                    "configuration": {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": self.config,
-                    },
-                    "vm_config": vm_config,
-                }
+                "config": config,
             }
         })
+    }
+}
+
+/// What Envoy does with a filter whose VM failed (a trap: a panic, an out-of-bounds access):
+/// the Wasm filter's `failure_policy`. See docs/troubleshooting.md, "A filter trapped: failure
+/// policy", for what each does in Envoy 1.40, measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// `FAIL_RELOAD` (the default everywhere): requests get 503 while the VM is failed, and the
+    /// next request after the reload backoff gets a fresh VM. `base_interval_ms` sets
+    /// `reload_config.backoff.base_interval`; `None` keeps Envoy's default (1 s).
+    Reload { base_interval_ms: Option<u64> },
+    /// `FAIL_CLOSED`: every later request gets 503 until Envoy restarts.
+    Closed,
+    /// `FAIL_OPEN`: later requests skip the filter — unchecked. Never in a gateway
+    /// configuration; only the failure-policy measurement renders it, as its control case.
+    Open,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy::Reload {
+            base_interval_ms: None,
+        }
+    }
+}
+
+impl FailurePolicy {
+    /// The protobuf enum name.
+    pub fn envoy_name(self) -> &'static str {
+        match self {
+            FailurePolicy::Reload { .. } => "FAIL_RELOAD",
+            FailurePolicy::Closed => "FAIL_CLOSED",
+            FailurePolicy::Open => "FAIL_OPEN",
+        }
     }
 }
 
@@ -261,6 +307,8 @@ pub struct GatewayConfig {
     pub filters: Vec<Filter>,
     /// Access log destination (`/dev/stdout` or a file).
     pub access_log: PathBuf,
+    /// The failure policy of every tollgate filter (default `FAIL_RELOAD`).
+    pub failure_policy: FailurePolicy,
 }
 
 impl Default for GatewayConfig {
@@ -274,6 +322,7 @@ impl Default for GatewayConfig {
             idp: Endpoint::new("127.0.0.1", 8082),
             filters: Vec::new(),
             access_log: PathBuf::from("/dev/stdout"),
+            failure_policy: FailurePolicy::default(),
         }
     }
 }
@@ -308,6 +357,7 @@ impl GatewayConfig {
             idp: Endpoint::new("idp", 8082),
             filters,
             access_log: PathBuf::from("/dev/stdout"),
+            failure_policy: FailurePolicy::default(),
         }
     }
 
@@ -378,7 +428,7 @@ impl GatewayConfig {
         let filters: Vec<String> = self
             .filters
             .iter()
-            .map(|f| format!("          - {}", f.to_envoy()))
+            .map(|f| format!("          - {}", f.to_envoy(self.failure_policy)))
             .collect();
         vars.insert(
             "HTTP_FILTERS",
@@ -475,9 +525,33 @@ mod tests {
             .filter(probe_filter("{}"));
             let out = cfg.render().unwrap();
             assert!(!out.contains("{{"), "{out}");
-            assert!(out.contains("FAIL_CLOSED"));
+            assert!(out.contains(r#""failure_policy":"FAIL_RELOAD""#));
+            assert!(out.contains(r#""allow_on_headers_stop_iteration":true"#));
+            assert!(!out.contains("reload_config"));
             assert!(out.contains("envoy.wasm.runtime.v8"));
         }
+    }
+
+    #[test]
+    fn failure_policy_and_reload_backoff_are_rendered() {
+        let render = |failure_policy| {
+            GatewayConfig {
+                failure_policy,
+                ..GatewayConfig::default()
+            }
+            .filter(probe_filter("{}"))
+            .render()
+            .unwrap()
+        };
+        let out = render(FailurePolicy::Reload {
+            base_interval_ms: Some(100),
+        });
+        assert!(out.contains(r#""failure_policy":"FAIL_RELOAD""#), "{out}");
+        assert!(
+            out.contains(r#""reload_config":{"backoff":{"base_interval":"0.100s"}}"#),
+            "{out}"
+        );
+        assert!(render(FailurePolicy::Closed).contains(r#""failure_policy":"FAIL_CLOSED""#));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! below) and use `tollgate_tests` (see its crate docs) plus the helpers here.
 
 mod bundle;
+mod hardening;
 mod jwt_auth;
 mod key_inject;
 mod prompt_guard;
