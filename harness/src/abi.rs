@@ -251,10 +251,15 @@ fn with_body<R>(
         }
         REQUEST_BODY | RESPONSE_BODY => {
             let stream = state.current_stream().ok_or(Status::NotFound)?;
+            let filter = state.index;
             let mut world = state.world();
             let data = world.streams.get_mut(&stream).ok_or(Status::NotFound)?;
             let body = if buffer_type == REQUEST_BODY {
-                data.request_body.as_mut()
+                match data.request_body.as_mut() {
+                    Some(body) => Some(body),
+                    // Outside a body callback: the body this filter buffers, if any.
+                    None => data.parked_request_bodies.get_mut(&filter),
+                }
             } else {
                 data.response_body.as_mut()
             };
@@ -462,7 +467,11 @@ fn send_local_response(
         if !state.contexts.contains_key(&context_id) {
             return Err(Status::NotFound);
         }
-        state.call.local_reply = Some(LocalReplyRequest {
+        state
+            .call
+            .local_replies
+            .retain(|r| r.context_id != context_id);
+        state.call.local_replies.push(LocalReplyRequest {
             context_id,
             status: status as u32,
             body,

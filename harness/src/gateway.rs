@@ -2,10 +2,14 @@
 //!
 //! Each filter is its own VM. Request frames (headers, body chunks, trailers) go through the
 //! filters in order, response frames in reverse. A filter's "leg" (its side of one direction)
-//! stops on Pause: from headers it stops everything (later body is held by the host and handed
-//! over in one callback on resume, as Envoy's StopAllIteration does); from a body callback it
-//! buffers (later chunks are appended and the callback fires again with the cumulative size,
-//! Envoy's StopIterationAndBuffer). Local replies, resumes and resets a filter requests are
+//! stops on Pause. From headers: with `allow_on_headers_stop_iteration` (the default here, as
+//! tollgate's Envoy configuration sets it) the headers are held while the body still reaches
+//! the filter, and go on when a body or trailers callback continues (Envoy's StopIteration);
+//! without it everything stops (later body is held by the host and handed over in one
+//! callback on resume, as Envoy's StopAllIteration does). From a body callback it buffers
+//! (later chunks are appended and the callback fires again with the cumulative size, Envoy's
+//! StopIterationAndBuffer); the buffered request body stays readable and writable from the
+//! filter's other callbacks (a callout answer, a tick), as Envoy's decoding buffer is. Local replies, resumes and resets a filter requests are
 //! applied after its callback returns; callout answers and queue notifications are delivered
 //! after the current callback too, never re-entrantly.
 
@@ -48,6 +52,8 @@ pub struct FilterSpec {
     pub env: Vec<(String, String)>,
     pub fuel: u64,
     pub memory_limit: usize,
+    /// Envoy's `allow_on_headers_stop_iteration` (see the module docs).
+    pub stop_iteration: bool,
 }
 
 impl FilterSpec {
@@ -66,7 +72,15 @@ impl FilterSpec {
             env: Vec::new(),
             fuel: DEFAULT_FUEL,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            stop_iteration: true,
         }
+    }
+
+    /// Envoy's `allow_on_headers_stop_iteration` (default true, as tollgate ships it); false
+    /// emulates Envoy's default, where a Pause from headers stops the body from arriving too.
+    pub fn allow_on_headers_stop_iteration(mut self, allow: bool) -> Self {
+        self.stop_iteration = allow;
+        self
     }
 
     /// The plugin name (Envoy's `name`/`root_id`); defaults to the file stem.
@@ -171,6 +185,7 @@ impl GatewayBuilder {
             vms: Vec::new(),
             ticks: Vec::new(),
             buffer_limit: self.buffer_limit,
+            stop_iteration: Vec::new(),
             next_context_id: 1,
             next_stream_id: 1,
             streams: HashMap::new(),
@@ -217,6 +232,8 @@ struct Leg {
     buffer: Vec<u8>,
     buffered_end: bool,
     headers_end: bool,
+    /// Headers paused with StopIteration: held while body frames still reach the filter.
+    headers_held: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +280,7 @@ impl StreamRun {
 /// What a callback asked for besides its return value.
 struct Effects {
     vm: usize,
-    local_reply: Option<LocalReplyRequest>,
+    local_replies: Vec<LocalReplyRequest>,
     resumes: Vec<(u32, Direction)>,
     resets: Vec<u32>,
 }
@@ -272,7 +289,7 @@ impl Effects {
     fn none(vm: usize) -> Self {
         Effects {
             vm,
-            local_reply: None,
+            local_replies: Vec::new(),
             resumes: Vec::new(),
             resets: Vec::new(),
         }
@@ -290,6 +307,8 @@ pub struct Gateway {
     /// Next tick per VM (nanos), when a period is set.
     ticks: Vec<Option<u64>>,
     buffer_limit: usize,
+    /// Per VM: `allow_on_headers_stop_iteration`.
+    stop_iteration: Vec<bool>,
     next_context_id: u32,
     next_stream_id: StreamId,
     streams: HashMap<StreamId, StreamRun>,
@@ -328,6 +347,7 @@ impl Gateway {
 
     fn start_vm(&mut self, host: &Host, spec: FilterSpec) -> Result<(), HarnessError> {
         let pre = host.load(&spec.path)?;
+        self.stop_iteration.push(spec.stop_iteration);
         let instantiate = |message: String| HarnessError::Instantiate {
             filter: spec.name.clone(),
             message,
@@ -742,7 +762,7 @@ impl Gateway {
     /// Applies what a callback asked for: local replies, resumes, resets.
     fn after_call(&mut self, effects: Effects) {
         let vm = effects.vm;
-        if let Some(reply) = effects.local_reply {
+        for reply in effects.local_replies {
             if let Some((sid, _)) = self.locate(vm, reply.context_id) {
                 self.local_reply(sid, reply.status, reply.body, reply.headers);
             }
@@ -787,6 +807,12 @@ impl Gateway {
 
     /// Continues a stopped leg: what it held goes on to the next filter.
     fn unstop(&mut self, run: &mut StreamRun, sid: StreamId, filter: usize, direction: Direction) {
+        self.unpark_body(run, sid, direction, filter);
+        let leg = run.leg(direction, filter);
+        if std::mem::take(&mut leg.headers_held) {
+            let end = leg.headers_end;
+            self.forward(run, sid, direction, filter, Frame::Headers { end });
+        }
         let leg = run.leg(direction, filter);
         match std::mem::take(&mut leg.stopped) {
             Stop::No => {}
@@ -871,6 +897,7 @@ impl Gateway {
         let Some(mut frame) = leg.queue.pop_front() else {
             return false;
         };
+        self.unpark_body(run, sid, direction, i);
         if direction == Direction::Request && run.contexts[i].is_none() {
             if let Err(reason) = self.create_context(run, sid, i) {
                 self.fail_stream(run, sid, reason);
@@ -947,19 +974,13 @@ impl Gateway {
                 return true;
             }
         };
-        let local_reply_here = effects
-            .local_reply
-            .as_ref()
-            .is_some_and(|r| self.locate(i, r.context_id).map(|(s, _)| s) == Some(sid));
         // Effects on this stream apply to `run` directly; others go through the gateway.
-        let (mine, others) = split_effects(effects, |ctx| {
+        let (mut mine, others) = split_effects(effects, |ctx| {
             self.locate(i, ctx).map(|(s, _)| s) == Some(sid)
         });
         self.after_call(others);
-        if local_reply_here {
-            if let Some(reply) = mine.local_reply {
-                self.apply_local_reply(run, sid, reply.status, reply.body, reply.headers);
-            }
+        if let Some(reply) = mine.local_replies.pop() {
+            self.apply_local_reply(run, sid, reply.status, reply.body, reply.headers);
             return true;
         }
         if !mine.resets.is_empty() {
@@ -973,12 +994,17 @@ impl Gateway {
                 self.forward(run, sid, direction, i, Frame::Headers { end })
             }
             (Frame::Headers { end }, true) => {
-                leg.stopped = Stop::Headers;
+                if self.stop_iteration[i] {
+                    leg.headers_held = true;
+                } else {
+                    leg.stopped = Stop::Headers;
+                }
                 leg.headers_end = end;
             }
             (Frame::Data { .. }, false) => {
                 leg.stopped = Stop::No;
                 let bytes = std::mem::take(&mut leg.buffer);
+                self.release_held_headers(run, sid, direction, i);
                 self.forward(
                     run,
                     sid,
@@ -997,10 +1023,12 @@ impl Gateway {
                     self.buffer_overflow(run, sid, direction);
                     return true;
                 }
+                self.park_body(run, sid, direction, i);
             }
             (Frame::Trailers, false) => {
                 let bytes = std::mem::take(&mut leg.buffer);
                 leg.stopped = Stop::No;
+                self.release_held_headers(run, sid, direction, i);
                 if !bytes.is_empty() {
                     self.forward(run, sid, direction, i, Frame::Data { bytes, end: false });
                 }
@@ -1012,6 +1040,47 @@ impl Gateway {
             self.unstop(run, sid, i, dir);
         }
         true
+    }
+
+    /// Headers held by StopIteration go on when a body or trailers callback continues.
+    fn release_held_headers(
+        &mut self,
+        run: &mut StreamRun,
+        sid: StreamId,
+        direction: Direction,
+        i: usize,
+    ) {
+        let leg = run.leg(direction, i);
+        if std::mem::take(&mut leg.headers_held) {
+            let end = leg.headers_end;
+            self.forward(run, sid, direction, i, Frame::Headers { end });
+        }
+    }
+
+    /// A request body a filter buffers waits in the world, where the filter's other callbacks
+    /// can read and rewrite it (Envoy's decoding buffer); [`unpark_body`] takes it back.
+    fn park_body(&mut self, run: &mut StreamRun, sid: StreamId, direction: Direction, i: usize) {
+        if direction != Direction::Request {
+            return;
+        }
+        let bytes = std::mem::take(&mut run.leg(direction, i).buffer);
+        if let Some(data) = self.world().streams.get_mut(&sid) {
+            data.parked_request_bodies.insert(i, bytes);
+        }
+    }
+
+    fn unpark_body(&mut self, run: &mut StreamRun, sid: StreamId, direction: Direction, i: usize) {
+        if direction != Direction::Request {
+            return;
+        }
+        let parked = self
+            .world()
+            .streams
+            .get_mut(&sid)
+            .and_then(|data| data.parked_request_bodies.remove(&i));
+        if let Some(bytes) = parked {
+            run.leg(direction, i).buffer = bytes;
+        }
     }
 
     /// How many headers (or trailers) a callback is told about.
@@ -1391,7 +1460,7 @@ fn take_effects(vm: &mut Vm) -> Effects {
     let call = &mut vm.state_mut().call;
     Effects {
         vm: index,
-        local_reply: call.local_reply.take(),
+        local_replies: std::mem::take(&mut call.local_replies),
         resumes: std::mem::take(&mut call.resumes),
         resets: std::mem::take(&mut call.resets),
     }
@@ -1401,11 +1470,11 @@ fn take_effects(vm: &mut Vm) -> Effects {
 fn split_effects(effects: Effects, is_mine: impl Fn(u32) -> bool) -> (Effects, Effects) {
     let vm = effects.vm;
     let (mut mine, mut others) = (Effects::none(vm), Effects::none(vm));
-    if let Some(reply) = effects.local_reply {
+    for reply in effects.local_replies {
         if is_mine(reply.context_id) {
-            mine.local_reply = Some(reply);
+            mine.local_replies.push(reply);
         } else {
-            others.local_reply = Some(reply);
+            others.local_replies.push(reply);
         }
     }
     for (ctx, dir) in effects.resumes {

@@ -42,7 +42,9 @@ pub(crate) struct LocalReplyRequest {
 pub(crate) struct CallState {
     pub phase: Phase,
     pub effective_context: u32,
-    pub local_reply: Option<LocalReplyRequest>,
+    /// Local replies asked for, at most one per context (a callback may answer several
+    /// streams it made effective, e.g. waiters woken by a callout answer).
+    pub local_replies: Vec<LocalReplyRequest>,
     /// `proxy_continue_stream` calls, applied after the callback returns.
     pub resumes: Vec<(u32, Direction)>,
     /// `proxy_close_stream` calls (reset), applied after the callback returns.
@@ -56,7 +58,7 @@ impl Default for CallState {
         CallState {
             phase: Phase::Idle,
             effective_context: 0,
-            local_reply: None,
+            local_replies: Vec::new(),
             resumes: Vec::new(),
             resets: Vec::new(),
             call_response: None,

@@ -22,6 +22,9 @@ pub(crate) struct StreamData {
     /// The body buffer visible in the current body callback (request or response).
     pub request_body: Option<Vec<u8>>,
     pub response_body: Option<Vec<u8>>,
+    /// Request bodies filters buffer (Pause from a body callback), by filter index: readable
+    /// and writable from the filter's other callbacks, as Envoy's decoding buffer is.
+    pub parked_request_bodies: HashMap<usize, Vec<u8>>,
     /// Filter state written with `set_property`, shared by every filter on the stream.
     pub filter_state: BTreeMap<String, Vec<u8>>,
     /// Request headers have left the chain (reached the upstream): later edits are lost.

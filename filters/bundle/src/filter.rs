@@ -4,10 +4,15 @@
 //!
 //! - Request events go to jwt-auth, prompt-guard, key-inject, secret-mask in that order;
 //!   response events in the reverse order. The first stage that does not continue ends the
-//!   event: it answered locally (every stage answers with `Pause`) or buffers the body.
-//! - jwt-auth may pause the request headers while signing keys are fetched. The later stages
-//!   then wait with it: when jwt-auth allows the stream (its [`Resume`] hook), their request
-//!   headers run, and the stream is resumed only if none of them answered.
+//!   event: it answered locally (every stage answers with `Pause`), buffers the body, or holds
+//!   the request headers until it has judged the body ([`RequestHold`]). When a holder
+//!   continues on the body, the stages after it see the request headers, then the body — as
+//!   Envoy hands a held request to the next filters — so nothing goes upstream before every
+//!   stage that can refuse it has decided.
+//! - jwt-auth may pause the request headers while signing keys are fetched; body and trailers
+//!   wait with them. When jwt-auth allows the stream (its [`Resume`] hook), the later stages'
+//!   request headers run (and the body held meanwhile, if a stage holds for it), and the
+//!   stream is resumed only if every stage continued.
 //! - The policies share the stream's filter state (`tollgate.subject`, `tollgate.groups`, …)
 //!   exactly as the standalone filters do, so access logs and metrics are unchanged.
 
@@ -15,11 +20,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
+use tollgate_common::hold::RequestHold;
+use tollgate_common::host;
 use tollgate_common::reply::send_error;
 use tollgate_jwt_auth::filter::{JwtAuthHttp, JwtAuthRoot, Resume};
 use tollgate_key_inject::filter::KeyInjectRoot;
@@ -28,25 +34,64 @@ use tollgate_secret_mask::filter::Root as SecretMaskRoot;
 
 use crate::config::Sections;
 
+/// A policy's stream state as the bundle drives it.
+trait Stage: HttpContext + RequestHold {}
+impl<T: HttpContext + RequestHold> Stage for T {}
+
 /// The stages after jwt-auth of one stream, in request order.
 struct Later {
-    stages: Vec<Box<dyn HttpContext>>,
+    stages: Vec<Box<dyn Stage>>,
     /// How many of `stages` saw the request headers. Only those see later events, as in Envoy,
     /// where a filter the request never reached does not see the (local) response either.
     seen: usize,
-    /// The request headers' callback arguments, kept while jwt-auth waits for keys.
+    /// The request headers' callback arguments (kept for the stages that see them later).
     headers: (usize, bool),
+    /// The body's callback arguments while jwt-auth waited for keys (the body is held).
+    held_body: Option<(usize, bool)>,
 }
 
 impl Later {
-    fn request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
-        for (i, stage) in self.stages.iter_mut().enumerate() {
-            self.seen = self.seen.max(i + 1);
+    /// Runs the request headers through the stages that have not seen them, until one stops.
+    fn request_headers(&mut self) -> Action {
+        let (num_headers, end_of_stream) = self.headers;
+        while let Some(stage) = self.stages.get_mut(self.seen) {
+            self.seen += 1;
             if stage.on_http_request_headers(num_headers, end_of_stream) != Action::Continue {
                 return Action::Pause;
             }
         }
         Action::Continue
+    }
+
+    /// True when the last stage that saw the headers paused them to judge the body.
+    fn held_for_body(&self) -> bool {
+        self.seen
+            .checked_sub(1)
+            .and_then(|last| self.stages.get(last))
+            .is_some_and(|stage| stage.holds_request_headers())
+    }
+
+    /// Runs a body event: each stage that saw the headers gets the body in order; when the
+    /// last of them continues, the next stages see the headers and then the body.
+    fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let mut next = 0;
+        loop {
+            while next < self.seen {
+                let Some(stage) = self.stages.get_mut(next) else {
+                    return Action::Pause;
+                };
+                if stage.on_http_request_body(body_size, end_of_stream) != Action::Continue {
+                    return Action::Pause;
+                }
+                next += 1;
+            }
+            if self.seen == self.stages.len() {
+                return Action::Continue;
+            }
+            if self.request_headers() != Action::Continue && !self.held_for_body() {
+                return Action::Pause; // answered at the headers
+            }
+        }
     }
 }
 
@@ -70,10 +115,16 @@ fn continue_allowed(waiting: &Waiting, context_id: u32) {
         state_busy(context_id);
         return;
     };
-    let (num_headers, end_of_stream) = later.headers;
-    if later.request_headers(num_headers, end_of_stream) == Action::Continue {
-        if let Err(status) = hostcalls::resume_http_request() {
-            log::warn!("tollgate bundle: cannot resume stream {context_id}: {status:?}");
+    let mut action = later.request_headers();
+    if action != Action::Continue && later.held_for_body() {
+        // The body that arrived while jwt-auth waited is buffered: the holder judges it now.
+        if let Some((body_size, end_of_stream)) = later.held_body {
+            action = later.request_body(body_size, end_of_stream);
+        }
+    }
+    if action == Action::Continue {
+        if let Err(err) = host::resume_request() {
+            log::warn!("tollgate bundle: cannot resume stream {context_id}: {err}");
         }
     }
 }
@@ -170,7 +221,7 @@ impl RootContext for BundleRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let mut stages: Vec<Box<dyn HttpContext>> = Vec::with_capacity(3);
+        let mut stages: Vec<Box<dyn Stage>> = Vec::with_capacity(3);
         if let Some(root) = &self.prompt_guard {
             stages.push(Box::new(root.stream()));
         }
@@ -187,6 +238,7 @@ impl RootContext for BundleRoot {
                 stages,
                 seen: 0,
                 headers: (0, false),
+                held_body: None,
             })),
             waiting: Rc::clone(&self.waiting),
         }))
@@ -273,29 +325,38 @@ impl Context for BundleStream {
 
 impl HttpContext for BundleStream {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        let Ok(mut later) = self.later.try_borrow_mut() else {
+            return state_busy(self.context_id);
+        };
+        later.headers = (num_headers, end_of_stream);
         if let Some(jwt) = &mut self.jwt_auth {
             if jwt.on_http_request_headers(num_headers, end_of_stream) != Action::Continue {
                 if jwt.is_waiting() {
                     // The later stages run when jwt-auth allows the stream (continue_allowed).
-                    let (Ok(mut later), Ok(mut waiting)) =
-                        (self.later.try_borrow_mut(), self.waiting.try_borrow_mut())
-                    else {
+                    let Ok(mut waiting) = self.waiting.try_borrow_mut() else {
+                        drop(later);
                         return state_busy(self.context_id);
                     };
-                    later.headers = (num_headers, end_of_stream);
                     waiting.insert(self.context_id, Rc::clone(&self.later));
                 }
                 return Action::Pause;
             }
         }
-        match self.later.try_borrow_mut() {
-            Ok(mut later) => later.request_headers(num_headers, end_of_stream),
-            Err(_) => state_busy(self.context_id),
-        }
+        later.request_headers()
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.each(false, |s| s.on_http_request_body(body_size, end_of_stream))
+        let Ok(mut later) = self.later.try_borrow_mut() else {
+            return state_busy(self.context_id);
+        };
+        if let Some(jwt) = &mut self.jwt_auth {
+            if jwt.on_http_request_body(body_size, end_of_stream) != Action::Continue {
+                // Waiting for keys: the body is buffered until jwt-auth decides.
+                later.held_body = Some((body_size, end_of_stream));
+                return Action::Pause;
+            }
+        }
+        later.request_body(body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::BufferType;
 use serde::de::DeserializeOwned;
+
+use crate::host::{self, Buffer};
 
 /// A configuration error: where (a field path such as `providers[0].issuer`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +37,10 @@ impl std::error::Error for ConfigError {}
 /// The plugin configuration, read in `on_configure` (the host has it only then); an absent one
 /// is empty. `None`, logged under `filter`'s name, when the host refuses it: fail closed.
 pub fn plugin_configuration(filter: &str) -> Option<Vec<u8>> {
-    match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-        Ok(raw) => Some(raw.unwrap_or_default()),
-        Err(status) => {
-            log::error!("{filter}: cannot read the plugin configuration: {status:?}");
+    match host::body(Buffer::PluginConfiguration, 0, usize::MAX) {
+        Ok(raw) => Some(raw),
+        Err(err) => {
+            log::error!("{filter}: cannot read the plugin configuration: {err}");
             None
         }
     }

@@ -3,6 +3,9 @@
 //! send their key there; any named header). Exactly one token per request: two headers, a
 //! repeated header or a comma-joined value all count as more than one, and are refused.
 //! Tokens anywhere else (query strings, cookies, unlisted headers) are never looked at.
+//!
+//! Header values arrive as bytes. A token must be visible ASCII: a value at a token location
+//! with any other byte (non-UTF-8, control, non-ASCII) is a malformed token (401), never a trap.
 
 use crate::verifier::Reject;
 
@@ -43,15 +46,17 @@ fn strip_prefix<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
 /// Finds the request's token. `Ok(None)`: no token at all. A header value at a configured
 /// location that lacks the prefix (`Authorization: Basic …`) is not a token.
 pub fn extract(
-    headers: &[(String, String)],
+    headers: &[(String, Vec<u8>)],
     locations: &[Location],
 ) -> Result<Option<Found>, Reject> {
     let mut found: Option<Found> = None;
-    for (name, value) in headers {
+    for (name, raw) in headers {
         for loc in locations
             .iter()
             .filter(|l| name.eq_ignore_ascii_case(&l.header))
         {
+            // Lossy: a scheme prefix is ASCII, and a replaced byte makes the token malformed.
+            let value = String::from_utf8_lossy(raw);
             let token = match &loc.prefix {
                 Some(prefix) => match strip_prefix(value.trim_start(), prefix) {
                     Some(rest) => rest.trim(),
@@ -62,7 +67,7 @@ pub fn extract(
             if token.contains(',') {
                 return Err(Reject::Multiple);
             }
-            if token.is_empty() || token.bytes().any(|b| b.is_ascii_whitespace()) {
+            if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(Reject::Malformed);
             }
             if found.is_some() {
@@ -81,10 +86,10 @@ pub fn extract(
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs
             .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| (a.to_string(), b.as_bytes().to_vec()))
             .collect()
     }
 
@@ -179,5 +184,35 @@ mod tests {
             extract(&h(&[("x-api-key", "")]), &both()),
             Err(Reject::Malformed)
         );
+    }
+
+    #[test]
+    fn non_ascii_and_control_bytes_make_a_malformed_token() {
+        for raw in [
+            &b"Bearer caf\xe9.b.c"[..],
+            b"Bearer \xff",
+            b"Bearer a.b\x01.c",
+            b"Bearer a.b.c\x7f",
+            "Bearer a.b.\u{e9}".as_bytes(),
+        ] {
+            let headers = vec![("authorization".to_string(), raw.to_vec())];
+            assert_eq!(
+                extract(&headers, &both()),
+                Err(Reject::Malformed),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_utf8_values_elsewhere_are_ignored() {
+        let headers = vec![
+            ("x-note".to_string(), b"caf\xe9".to_vec()),
+            ("authorization".to_string(), b"Bearer a.b.c".to_vec()),
+        ];
+        let f = extract(&headers, &both()).unwrap().unwrap();
+        assert_eq!(f.token, "a.b.c");
+        let other_scheme = vec![("authorization".to_string(), b"Basic \xff\xfe".to_vec())];
+        assert_eq!(extract(&other_scheme, &both()), Ok(None));
     }
 }

@@ -5,7 +5,14 @@
 //! Requests that need keys still being fetched return `Pause` and are registered as waiters;
 //! when the fetch completes (in whichever context dispatched it) every waiter of that provider
 //! is decided again under `set_effective_context` and resumed or answered. Fetches start on
-//! the root's tick (at start, TTL refreshes) or on demand from a waiting request.
+//! the root's tick (at start, TTL refreshes) or on demand from a waiting request. While a
+//! request waits, its body and trailers are held too (with Envoy's
+//! `allow_on_headers_stop_iteration` they arrive while the headers wait; continuing them would
+//! release the headers unverified).
+//!
+//! Headers, properties and bodies go through `tollgate_common::host`, the byte-safe seam: a
+//! token header with bytes that are not visible ASCII is a malformed token (401), any other
+//! header value is carried as bytes, never a trap.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,9 +21,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
+use tollgate_common::host::{self, Buffer, Map};
 use tollgate_common::identity::{encode_groups, GROUPS, ISSUER, SUBJECT};
 use tollgate_common::reply::send_error;
 
@@ -128,7 +136,9 @@ enum Decision {
 }
 
 fn verdict(value: &str) {
-    let _ = hostcalls::set_property(vec![VERDICT], Some(value.as_bytes()));
+    if let Err(err) = host::set_property(&[VERDICT], value.as_bytes()) {
+        log::debug!("tollgate jwt-auth: cannot set {VERDICT}: {err}");
+    }
 }
 
 fn deny(shared: &Shared, reject: Reject) -> Decision {
@@ -171,8 +181,12 @@ fn authorize(requirement: &Requirement, c: &Cached) -> Result<(), Reject> {
 }
 
 fn set_header(name: &str, value: Option<&str>) {
-    if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-        log::warn!("tollgate jwt-auth: cannot set header {name}: {s:?}");
+    let result = match value {
+        Some(v) => host::set_header(Map::RequestHeaders, name, v.as_bytes()),
+        None => host::remove_header(Map::RequestHeaders, name),
+    };
+    if let Err(err) = result {
+        log::warn!("tollgate jwt-auth: cannot set header {name}: {err}");
     }
 }
 
@@ -184,9 +198,9 @@ fn apply(config: &Config, c: &Cached, token_header: &str) -> Result<(), ()> {
         (ISSUER, id.issuer.as_bytes()),
     ];
     for (name, value) in props {
-        if let Err(s) = hostcalls::set_property(vec![name], Some(value)) {
+        if let Err(err) = host::set_property(&[name], value) {
             // Identity that cannot be recorded must not pass: later filters rely on it.
-            log::error!("tollgate jwt-auth: cannot set {name}: {s:?}");
+            log::error!("tollgate jwt-auth: cannot set {name}: {err}");
             return Err(());
         }
     }
@@ -276,15 +290,19 @@ fn decide(shared: &mut Shared, now: u64) -> Decision {
     for h in &config.owned_headers {
         set_header(h, None);
     }
-    let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+    let headers = match host::headers(Map::RequestHeaders) {
         Ok(h) => h,
-        Err(_) => return deny(shared, Reject::Malformed),
+        Err(err) => {
+            log::warn!("tollgate jwt-auth: cannot read the request headers: {err}");
+            return deny(shared, Reject::Malformed);
+        }
     };
+    // Lossy: rules name ASCII paths, and a replaced byte matches none of them.
     let path = headers
         .iter()
         .find(|(k, _)| k == ":path")
-        .map_or("/", |(_, v)| v.as_str());
-    let requirement = requirement_for(&config.rules, &config.unmatched, path);
+        .map_or_else(|| "/".into(), |(_, v)| String::from_utf8_lossy(v));
+    let requirement = requirement_for(&config.rules, &config.unmatched, &path);
     match requirement {
         Requirement::Anonymous => {
             shared.metrics.inc("allowed_anonymous");
@@ -422,16 +440,13 @@ fn on_fetch_response(shared_ref: &SharedRef, current: u32, token: u32, body_size
     let Some(provider) = shared.fetches.remove(&token) else {
         return;
     };
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+    let status = host::header(Map::CallResponseHeaders, ":status")
         .ok()
         .flatten()
-        .and_then(|s| s.parse::<u32>().ok())
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok())
         .unwrap_or(0);
     let body = if body_size > 0 {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        host::body(Buffer::CallResponseBody, 0, body_size).unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -483,8 +498,8 @@ fn wake_waiters(shared: &mut Shared, provider: usize, now: u64) {
             Decision::Allow => match &shared.resume {
                 Some(resume) => resume(id),
                 None => {
-                    if let Err(s) = hostcalls::resume_http_request() {
-                        log::warn!("tollgate jwt-auth: cannot resume stream {id}: {s:?}");
+                    if let Err(err) = host::resume_request() {
+                        log::warn!("tollgate jwt-auth: cannot resume stream {id}: {err}");
                     }
                 }
             },
@@ -618,6 +633,25 @@ impl JwtAuthHttp {
     pub fn is_waiting(&self) -> bool {
         self.waiting
     }
+
+    /// True while the stream is still registered as waiting for keys (not yet decided).
+    fn still_waiting(&self) -> bool {
+        self.waiting
+            && self.shared.try_borrow().map_or(true, |guard| {
+                guard
+                    .as_ref()
+                    .is_some_and(|s| s.waiters.iter().any(|(id, _)| *id == self.context_id))
+            })
+    }
+
+    /// Body and trailers wait with the headers: continuing them would release the headers.
+    fn hold_while_waiting(&self) -> Action {
+        if self.still_waiting() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
 }
 
 impl Context for JwtAuthHttp {
@@ -653,5 +687,13 @@ impl HttpContext for JwtAuthHttp {
             }
             Decision::Denied => Action::Pause,
         }
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        self.hold_while_waiting()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.hold_while_waiting()
     }
 }

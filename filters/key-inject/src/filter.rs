@@ -1,7 +1,8 @@
 //! The proxy-wasm glue: the root context compiles the policy (reading key values from the VM's
 //! environment) and defines the metrics; the HTTP context strips client credentials, runs
 //! [`decide`](crate::decide::decide) and injects the key or answers with an Anthropic-shaped
-//! error. Hostcalls go through `proxy_wasm::hostcalls` so that every host error is handled.
+//! error. Headers, properties and replies go through `tollgate_common::host`, the byte-safe seam:
+//! a header value that is not UTF-8 is carried as bytes, never a trap.
 //!
 //! Key values never reach a log line or a metric: logs and metrics use key *names*.
 
@@ -9,9 +10,11 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, MetricType};
 use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
+use tollgate_common::hold::RequestHold;
+use tollgate_common::host::{self, Map};
 use tollgate_common::identity::{decode_groups, GROUPS, SUBJECT};
 use tollgate_common::reply::send_error;
 
@@ -139,16 +142,23 @@ pub struct KeyInjectStream {
 
 impl Context for KeyInjectStream {}
 
+impl RequestHold for KeyInjectStream {
+    /// key-inject decides on the headers alone: a `Pause` is always an answer.
+    fn holds_request_headers(&self) -> bool {
+        false
+    }
+}
+
 /// Reads a property; `Err` for host failures (callers fail closed).
-fn property(path: Vec<&str>) -> Result<Option<Vec<u8>>, ()> {
-    hostcalls::get_property(path).map_err(|status| {
-        log::warn!("key-inject: cannot read a property: {status:?}");
+fn property(path: &[&str]) -> Result<Option<Vec<u8>>, ()> {
+    host::property(path).map_err(|err| {
+        log::warn!("key-inject: cannot read a property: {err}");
     })
 }
 
 /// Reads `tollgate.subject` and `tollgate.groups`; anything unreadable is `Malformed`.
 fn read_identity() -> IdentityState {
-    let subject = match property(vec![SUBJECT]) {
+    let subject = match property(&[SUBJECT]) {
         Err(()) => return IdentityState::Malformed("subject unreadable"),
         Ok(None) => None,
         Ok(Some(raw)) if raw.is_empty() => None,
@@ -157,7 +167,7 @@ fn read_identity() -> IdentityState {
             Err(_) => return IdentityState::Malformed("subject is not UTF-8"),
         },
     };
-    let groups = match property(vec![GROUPS]) {
+    let groups = match property(&[GROUPS]) {
         Err(()) => return IdentityState::Malformed("groups unreadable"),
         Ok(None) => None,
         Ok(Some(raw)) => match decode_groups(&raw) {
@@ -171,7 +181,7 @@ fn read_identity() -> IdentityState {
 /// The route's cluster: Envoy's `xds.cluster_name` attribute, resolved before the filter chain
 /// runs (Envoy 1.40: readable in the request-headers callback).
 fn read_cluster() -> Option<String> {
-    match property(vec!["xds", "cluster_name"]) {
+    match property(&["xds", "cluster_name"]) {
         Ok(Some(raw)) => String::from_utf8(raw).ok().filter(|name| !name.is_empty()),
         _ => None,
     }
@@ -191,10 +201,10 @@ impl KeyInjectStream {
 
     fn handle_headers(&self, shared: &Shared) -> Action {
         let policy = &shared.policy;
-        let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+        let headers = match host::headers(Map::RequestHeaders) {
             Ok(h) => h,
-            Err(status) => {
-                log::warn!("key-inject: cannot read request headers: {status:?}");
+            Err(err) => {
+                log::warn!("key-inject: cannot read request headers: {err}");
                 return self.deny(
                     shared,
                     ErrorKind::Api,
@@ -208,9 +218,8 @@ impl KeyInjectStream {
         let mut stripped = false;
         for name in &policy.strip {
             if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-                {
-                    log::warn!("key-inject: cannot remove header {name}: {status:?}");
+                if let Err(err) = host::remove_header(Map::RequestHeaders, name) {
+                    log::warn!("key-inject: cannot remove header {name}: {err}");
                     return self.deny(
                         shared,
                         ErrorKind::Api,
@@ -229,7 +238,8 @@ impl KeyInjectStream {
         let authority = headers
             .iter()
             .find(|(k, _)| k == ":authority")
-            .map(|(_, v)| v.as_str());
+            // An authority that is not UTF-8 names no configured upstream: treated as absent.
+            .and_then(|(_, v)| std::str::from_utf8(v).ok());
         let cluster = if policy.upstream.checks_cluster() {
             read_cluster()
         } else {
@@ -258,10 +268,8 @@ impl KeyInjectStream {
         let Some(key) = policy.keys.get(inject.key) else {
             return self.deny(shared, ErrorKind::Api, "the gateway has no such key", false);
         };
-        if let Err(status) =
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, key.header, Some(&key.value))
-        {
-            log::warn!("key-inject: cannot set the upstream credential: {status:?}");
+        if let Err(err) = host::set_header(Map::RequestHeaders, key.header, key.value.as_bytes()) {
+            log::warn!("key-inject: cannot set the upstream credential: {err}");
             return self.deny(
                 shared,
                 ErrorKind::Api,
@@ -271,18 +279,15 @@ impl KeyInjectStream {
         }
         if let Some(version) = &policy.anthropic_version {
             if !headers.iter().any(|(k, _)| k == "anthropic-version") {
-                if let Err(status) = hostcalls::set_map_value(
-                    MapType::HttpRequestHeaders,
-                    "anthropic-version",
-                    Some(version),
-                ) {
-                    log::warn!("key-inject: cannot set anthropic-version: {status:?}");
+                if let Err(err) =
+                    host::set_header(Map::RequestHeaders, "anthropic-version", version.as_bytes())
+                {
+                    log::warn!("key-inject: cannot set anthropic-version: {err}");
                 }
             }
         }
-        if let Err(status) = hostcalls::set_property(vec![KEY_PROPERTY], Some(key.name.as_bytes()))
-        {
-            log::warn!("key-inject: cannot record the key name in filter state: {status:?}");
+        if let Err(err) = host::set_property(&[KEY_PROPERTY], key.name.as_bytes()) {
+            log::warn!("key-inject: cannot record the key name in filter state: {err}");
         }
         log::debug!(
             "key-inject: injected key {} ({:?})",

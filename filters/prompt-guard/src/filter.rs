@@ -6,10 +6,12 @@
 //! - `on_http_request_headers`: unguarded paths pass untouched. For a guarded path, a request
 //!   without a body is refused (POST) or passed (other methods); a compressed body, a non-JSON
 //!   content type or a declared `content-length` over the limit are refused at once. When the
-//!   policy may clamp `max_tokens`, `content-length` is removed here (headers are forwarded when
-//!   this callback continues and cannot be fixed later). Headers continue; the body does not.
-//! - `on_http_request_body`: returns `Pause` (StopIterationAndBuffer) until end of stream, so
-//!   nothing of the body reaches the upstream unchecked; the cumulative `body_size` is checked
+//!   policy may clamp `max_tokens`, `content-length` is removed here. The headers are held
+//!   (`Pause`): nothing of a guarded request, not even its headers, reaches the upstream before
+//!   the verdict. This needs Envoy's `allow_on_headers_stop_iteration: true` on the filter
+//!   (Envoy ≥ 1.35), which lets body callbacks run while the headers wait.
+//! - `on_http_request_body`: returns `Pause` (StopIterationAndBuffer) until end of stream; a
+//!   pass then continues headers and body together; the cumulative `body_size` is checked
 //!   against `max_body_bytes` on every chunk (413). At end of stream the whole body is read and
 //!   evaluated with the caller's groups (`tollgate.groups`, written by jwt-auth).
 //! - Trailers on a guarded request are refused (the body could not be checked first).
@@ -18,17 +20,19 @@
 //! `reject`), `tollgate.prompt_guard.flags` (comma-separated flag rule ids),
 //! `tollgate.prompt_guard.rule` (the blocking rule id).
 //!
-//! Hostcalls are made through `proxy_wasm::hostcalls` with their errors handled (the SDK's trait
-//! helpers unwrap them), and header values are read as bytes (a non-UTF-8 value must not trap).
+//! Headers, bodies and properties go through `tollgate_common::host`, the byte-safe seam: header
+//! values are read as bytes (a non-UTF-8 value is decoded lossily, never a trap).
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, MetricType};
 use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::ErrorKind;
+use tollgate_common::hold::RequestHold;
+use tollgate_common::host::{self, Buffer, Map};
 use tollgate_common::identity::{decode_groups, GROUPS};
 use tollgate_common::reply::send_error;
 
@@ -175,18 +179,18 @@ pub struct Guard {
 }
 
 fn header(name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
+    match host::header(Map::RequestHeaders, name) {
         Ok(v) => v.map(|b| String::from_utf8_lossy(&b).into_owned()),
-        Err(status) => {
-            log::warn!("prompt-guard: cannot read header {name}: {status:?}");
+        Err(err) => {
+            log::warn!("prompt-guard: cannot read header {name}: {err}");
             None
         }
     }
 }
 
 fn set_state(key: &str, value: &str) {
-    if let Err(status) = hostcalls::set_property(vec![key], Some(value.as_bytes())) {
-        log::warn!("prompt-guard: cannot set {key}: {status:?}");
+    if let Err(err) = host::set_property(&[key], value.as_bytes()) {
+        log::warn!("prompt-guard: cannot set {key}: {err}");
     }
 }
 
@@ -206,14 +210,14 @@ impl Guard {
 
     fn decide(&mut self, api: Api, policy: &Policy, body_size: usize) -> Action {
         self.api = None;
-        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-            Ok(b) => b.unwrap_or_default(),
-            Err(status) => {
-                log::error!("prompt-guard: cannot read the request body: {status:?}");
+        let body = match host::body(Buffer::RequestBody, 0, body_size) {
+            Ok(b) => b,
+            Err(err) => {
+                log::error!("prompt-guard: cannot read the request body: {err}");
                 return self.reject(ErrorKind::Api, Reason::Invalid, "request body unreadable");
             }
         };
-        let groups = match hostcalls::get_property(vec![GROUPS]) {
+        let groups = match host::property(&[GROUPS]) {
             Ok(None) => Vec::new(),
             Ok(Some(raw)) => match decode_groups(&raw) {
                 Some(g) => g,
@@ -226,8 +230,8 @@ impl Guard {
                     );
                 }
             },
-            Err(status) => {
-                log::error!("prompt-guard: cannot read {GROUPS}: {status:?}");
+            Err(err) => {
+                log::error!("prompt-guard: cannot read {GROUPS}: {err}");
                 return self.reject(ErrorKind::Api, Reason::Invalid, "caller groups unreadable");
             }
         };
@@ -238,10 +242,8 @@ impl Guard {
             } => {
                 bump(self.metrics.checked);
                 if let Some(new_body) = new_body {
-                    if let Err(status) =
-                        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body)
-                    {
-                        log::error!("prompt-guard: cannot rewrite the body: {status:?}");
+                    if let Err(err) = host::set_body(Buffer::RequestBody, 0, body_size, &new_body) {
+                        log::error!("prompt-guard: cannot rewrite the body: {err}");
                         return self.reject(
                             ErrorKind::Api,
                             Reason::MaxTokens,
@@ -283,6 +285,12 @@ impl Guard {
 }
 
 impl Context for Guard {}
+
+impl RequestHold for Guard {
+    fn holds_request_headers(&self) -> bool {
+        self.api.is_some() && !self.replied
+    }
+}
 
 impl HttpContext for Guard {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -343,10 +351,8 @@ impl HttpContext for Guard {
             }
         }
         if policy.may_rewrite() {
-            if let Err(status) =
-                hostcalls::remove_map_value(MapType::HttpRequestHeaders, "content-length")
-            {
-                log::error!("prompt-guard: cannot remove content-length: {status:?}");
+            if let Err(err) = host::remove_header(Map::RequestHeaders, "content-length") {
+                log::error!("prompt-guard: cannot remove content-length: {err}");
                 return self.reject(
                     ErrorKind::Api,
                     Reason::Invalid,
@@ -355,7 +361,8 @@ impl HttpContext for Guard {
             }
         }
         self.api = Some(api);
-        Action::Continue
+        // Hold the headers too: a refused prompt must not open an upstream request.
+        Action::Pause
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -10,6 +10,14 @@
 //! - anything else with a body → buffered (Pause until the end, bounded by `max_body_bytes`)
 //!   and masked as a whole.
 //!
+//! A request whose body is masked holds its headers (`Pause`) until the body is masked, so a
+//! refusal (413) never opens an upstream request; this needs Envoy's
+//! `allow_on_headers_stop_iteration: true` on the filter.
+//!
+//! Headers, bodies and properties go through `tollgate_common::host`, the byte-safe seam: a
+//! header value that is not UTF-8 is decoded lossily (an unknown `content-encoding` fails
+//! closed), and a body that cannot be read fails closed rather than passing unmasked.
+//!
 //! `content-length` is removed from every response whose body may be rewritten. Once headers
 //! are gone a failure can no longer become a local reply: an SSE stream then ends with an SSE
 //! `error` event and nothing else; a buffered body is replaced by an error JSON body.
@@ -21,6 +29,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MetricType};
 use tollgate_common::config::plugin_configuration;
 use tollgate_common::error::{error_body, ErrorKind};
+use tollgate_common::hold::RequestHold;
+use tollgate_common::host::{self, Buffer, HostError, Map};
 use tollgate_common::identity::{decode_groups, GROUPS};
 use tollgate_common::reply::send_error;
 
@@ -186,9 +196,8 @@ impl SecretMask {
     }
 
     fn publish(&self, value: &str) {
-        if let Err(status) = hostcalls::set_property(vec![MASKED_PROPERTY], Some(value.as_bytes()))
-        {
-            log::debug!("secret-mask: cannot set {MASKED_PROPERTY}: {status:?}");
+        if let Err(err) = host::set_property(&[MASKED_PROPERTY], value.as_bytes()) {
+            log::debug!("secret-mask: cannot set {MASKED_PROPERTY}: {err}");
         }
     }
 
@@ -201,12 +210,51 @@ impl SecretMask {
         Action::Pause
     }
 
-    fn body_chunk(&self, size: usize) -> Vec<u8> {
-        self.get_http_response_body(0, size).unwrap_or_default()
+    /// Replaces the response body with an error once headers are gone (SSE: an `error` event;
+    /// otherwise an error JSON body) and drops whatever else the upstream sends.
+    fn fail_body(&mut self, size: usize, sse: bool, message: &str) -> Action {
+        Metrics::inc(self.metrics.fail_closed, 1);
+        self.publish("fail_closed");
+        log::warn!("secret-mask: failing the response closed: {message}");
+        let body = error_body(ErrorKind::Api, message);
+        if sse {
+            let mut event = Vec::new();
+            crate::sse::write_event(Some("error"), None, None, &body, &mut event);
+            set_response_body(size, &event);
+        } else {
+            set_response_body(size, &body);
+        }
+        self.mode = Mode::Failed;
+        Action::Continue
     }
 }
 
+/// A response header as text (lossy: a non-UTF-8 value cannot equal the values we accept).
+fn response_header(name: &str) -> Option<String> {
+    match host::header(Map::ResponseHeaders, name) {
+        Ok(v) => v.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Err(err) => {
+            log::warn!("secret-mask: cannot read response header {name}: {err}");
+            None
+        }
+    }
+}
+
+fn set_request_header(name: &str, value: &[u8]) -> Result<(), HostError> {
+    host::set_header(Map::RequestHeaders, name, value)
+}
+
+fn remove_header(map: Map, name: &str) -> Result<(), HostError> {
+    host::remove_header(map, name)
+}
+
 impl Context for SecretMask {}
+
+impl RequestHold for SecretMask {
+    fn holds_request_headers(&self) -> bool {
+        self.mask_request
+    }
+}
 
 impl HttpContext for SecretMask {
     fn on_http_request_headers(&mut self, _n: usize, eos: bool) -> Action {
@@ -215,15 +263,24 @@ impl HttpContext for SecretMask {
             return Action::Pause;
         };
         if cfg.force_identity_encoding {
-            self.set_http_request_header("accept-encoding", Some("identity"));
+            if let Err(err) = set_request_header("accept-encoding", b"identity") {
+                log::warn!("secret-mask: cannot set accept-encoding: {err}");
+            }
         }
         if !eos && cfg.request.enabled {
-            let groups = self
-                .get_property(vec![GROUPS])
+            let groups = host::property(&[GROUPS])
+                .ok()
+                .flatten()
                 .and_then(|raw| decode_groups(&raw));
             if request_masking_applies(&cfg.request, groups.as_deref()) {
                 self.mask_request = true;
-                self.set_http_request_header("content-length", None);
+                if let Err(err) = remove_header(Map::RequestHeaders, "content-length") {
+                    log::warn!("secret-mask: cannot remove content-length: {err}");
+                    send_error(ErrorKind::Api, "cannot prepare the request", &[]);
+                    return Action::Pause;
+                }
+                // Held until the body is masked: a refused body never opens an upstream request.
+                return Action::Pause;
             }
         }
         Action::Continue
@@ -249,12 +306,39 @@ impl HttpContext for SecretMask {
         if !eos {
             return Action::Pause;
         }
-        let body = self.get_http_request_body(0, size).unwrap_or_default();
+        let body = match host::body(Buffer::RequestBody, 0, size) {
+            Ok(body) => body,
+            Err(err) => {
+                log::error!("secret-mask: cannot read the request body: {err}");
+                send_error(ErrorKind::Api, "the request body is unreadable", &[]);
+                self.mask_request = false;
+                return Action::Pause;
+            }
+        };
         let mut stats = crate::matcher::Stats::default();
         if let Some(masked) = mask_body(&cfg.rules, &body, &mut stats) {
-            self.set_http_request_body(0, size, &masked);
+            if let Err(err) = host::set_body(Buffer::RequestBody, 0, size, &masked) {
+                log::error!("secret-mask: cannot rewrite the request body: {err}");
+                send_error(ErrorKind::Api, "cannot mask the request body", &[]);
+                self.mask_request = false;
+                return Action::Pause;
+            }
         }
         Metrics::inc(self.metrics.request_masked, stats.total());
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        if self.mask_request {
+            // The buffered body would pass unmasked with the trailers: refuse instead.
+            self.mask_request = false;
+            send_error(
+                ErrorKind::InvalidRequest,
+                "request trailers are not accepted when request bodies are masked",
+                &[],
+            );
+            return Action::Pause;
+        }
         Action::Continue
     }
 
@@ -262,7 +346,7 @@ impl HttpContext for SecretMask {
         let Some(cfg) = self.config.clone() else {
             return self.fail_closed_reply("secret-mask is not configured");
         };
-        if let Some(enc) = self.get_http_response_header("content-encoding") {
+        if let Some(enc) = response_header("content-encoding") {
             let enc = enc.trim().to_ascii_lowercase();
             if !enc.is_empty() && enc != "identity" {
                 return self.fail_closed_reply(
@@ -274,8 +358,7 @@ impl HttpContext for SecretMask {
             self.mode = Mode::Pass;
             return Action::Continue;
         }
-        let content_type = self
-            .get_http_response_header("content-type")
+        let content_type = response_header("content-type")
             .unwrap_or_default()
             .to_ascii_lowercase();
         if content_type.trim_start().starts_with("text/event-stream") {
@@ -285,9 +368,8 @@ impl HttpContext for SecretMask {
                 cfg.max_event_bytes,
             )));
         } else {
-            let declared = self
-                .get_http_response_header("content-length")
-                .and_then(|v| v.trim().parse::<usize>().ok());
+            let declared =
+                response_header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
             if declared.is_some_and(|n| n > cfg.max_body_bytes) {
                 return self.fail_closed_reply(
                     "the upstream response is too large to be inspected for secrets",
@@ -296,7 +378,9 @@ impl HttpContext for SecretMask {
             Metrics::inc(self.metrics.bodies, 1);
             self.mode = Mode::Buffer;
         }
-        self.set_http_response_header("content-length", None);
+        if let Err(err) = remove_header(Map::ResponseHeaders, "content-length") {
+            return self.fail_closed_reply(&format!("cannot prepare the response: {err}"));
+        }
         Action::Continue
     }
 
@@ -306,33 +390,21 @@ impl HttpContext for SecretMask {
             Mode::Undecided | Mode::Pass => Action::Continue,
             Mode::Failed => {
                 if size > 0 {
-                    self.set_http_response_body(0, size, &[]);
+                    set_response_body(size, &[]);
                 }
                 Action::Continue
             }
             Mode::Sse(rw) => {
-                let chunk =
-                    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpResponseBody, 0, size)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default();
+                let chunk = match host::body(Buffer::ResponseBody, 0, size) {
+                    Ok(chunk) => chunk,
+                    Err(err) => {
+                        return self.fail_body(size, true, &format!("secret-mask: {err}"));
+                    }
+                };
                 let mut out = Vec::with_capacity(chunk.len() + 64);
                 let fed = rw.feed(&chunk, &mut out);
                 if let Err(err) = fed {
-                    Metrics::inc(self.metrics.fail_closed, 1);
-                    self.publish("fail_closed");
-                    log::warn!("secret-mask: failing the stream closed: {err}");
-                    let mut event = Vec::new();
-                    crate::sse::write_event(
-                        Some("error"),
-                        None,
-                        None,
-                        &error_body(ErrorKind::Api, &format!("secret-mask: {err}")),
-                        &mut event,
-                    );
-                    set_response_body(size, &event);
-                    self.mode = Mode::Failed;
-                    return Action::Continue;
+                    return self.fail_body(size, true, &format!("secret-mask: {err}"));
                 }
                 if eos {
                     rw.finish(&mut out);
@@ -352,29 +424,25 @@ impl HttpContext for SecretMask {
             Mode::Buffer => {
                 if !eos {
                     if size > max_body {
-                        Metrics::inc(self.metrics.fail_closed, 1);
-                        self.publish("fail_closed");
-                        log::warn!(
-                            "secret-mask: response body over {max_body} bytes; failing closed"
-                        );
-                        let body = error_body(
-                            ErrorKind::Api,
+                        return self.fail_body(
+                            size,
+                            false,
                             "the upstream response is too large to be inspected for secrets",
                         );
-                        self.set_http_response_body(0, size, &body);
-                        self.mode = Mode::Failed;
-                        return Action::Continue;
                     }
                     return Action::Pause;
                 }
-                let body = self.body_chunk(size);
+                let body = match host::body(Buffer::ResponseBody, 0, size) {
+                    Ok(body) => body,
+                    Err(err) => return self.fail_body(size, false, &format!("secret-mask: {err}")),
+                };
                 let rules = match &self.config {
                     Some(c) => Rc::clone(&c.rules),
                     None => return Action::Continue,
                 };
                 let mut stats = crate::matcher::Stats::default();
                 if let Some(masked) = mask_body(&rules, &body, &mut stats) {
-                    self.set_http_response_body(0, size, &masked);
+                    set_response_body(size, &masked);
                 }
                 self.record_masked(&stats.take());
                 self.publish(&self.masked.to_string());
@@ -386,13 +454,8 @@ impl HttpContext for SecretMask {
 
 /// Replaces the current response body chunk (a host error is logged: nothing more to do).
 fn set_response_body(size: usize, bytes: &[u8]) {
-    if let Err(status) = hostcalls::set_buffer(
-        proxy_wasm::types::BufferType::HttpResponseBody,
-        0,
-        size,
-        bytes,
-    ) {
-        log::error!("secret-mask: cannot replace the response body: {status:?}");
+    if let Err(err) = host::set_body(Buffer::ResponseBody, 0, size, bytes) {
+        log::error!("secret-mask: cannot replace the response body: {err}");
     }
 }
 

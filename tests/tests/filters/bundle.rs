@@ -307,9 +307,9 @@ fn the_bundle_behaves_like_the_four_filters_chained() {
     for (name, expected) in [
         ("tollgate_jwt_auth_allowed", 7),
         ("tollgate_prompt_guard_blocked", 1),
-        // Key-inject runs on the headers, before prompt-guard has the body: 4 passed + 2 refused
-        // for their body (the wrong content type is refused at the headers, before key-inject).
-        ("tollgate_key_inject_injected", 6),
+        // Key-inject sees a guarded request only after prompt-guard passed its body: the 4
+        // that passed; the refused ones never got a key (nothing went upstream for them).
+        ("tollgate_key_inject_injected", 4),
         ("tollgate_secret_mask_masked", 2),
     ] {
         assert_eq!(bundle.metric(name), Some(expected), "{name}");
