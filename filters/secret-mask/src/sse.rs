@@ -112,14 +112,15 @@ impl Parser {
         mut input: &[u8],
         mut f: impl FnMut(&BlockRef<'_>),
     ) -> Result<(), SseError> {
-        if self.skip_lf {
+        // The first byte after a CR decides: an LF completes the CRLF, anything else starts a
+        // new line. Either way the CR is settled (a chunk of just "\n" must not leave it open,
+        // or the next LF would be swallowed too and two events would merge).
+        if self.skip_lf && !input.is_empty() {
+            self.skip_lf = false;
             if let Some((&b'\n', rest)) = input.split_first() {
                 self.raw.push(b'\n');
                 self.line_start = self.raw.len();
                 input = rest;
-            }
-            if !input.is_empty() {
-                self.skip_lf = false;
             }
         }
         while !input.is_empty() {
@@ -309,6 +310,25 @@ mod tests {
             let raw: Vec<u8> = blocks.iter().flat_map(|b| b.raw.clone()).collect();
             assert_eq!(raw, text.as_bytes());
             assert!(rest.is_none());
+        }
+    }
+
+    #[test]
+    fn a_lone_lf_chunk_after_a_cr_settles_the_crlf() {
+        // Found by tests/stream_props.rs: "\r" | "\n" | "\n…" used to swallow the blank line,
+        // merging two events into one (whose data then was not JSON, so the rewriter's text
+        // streams never saw it).
+        let text = b"data: a\r\n\ndata: b\n\n";
+        let (whole, _) = parse_all(&[text]);
+        assert_eq!(whole.len(), 2);
+        for cuts in [
+            &[&b"data: a\r"[..], b"\n", b"\ndata: b\n\n"][..],
+            &[b"data: a\r", b"\n", b"", b"\n", b"data: b\n\n"],
+            &[b"data: a\r", b"", b"\n", b"\n", b"data: b\n", b"\n"],
+        ] {
+            let (blocks, rest) = parse_all(cuts);
+            assert_eq!(blocks, whole, "{cuts:?}");
+            assert_eq!(rest, None);
         }
     }
 
