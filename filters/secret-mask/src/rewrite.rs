@@ -8,7 +8,9 @@
 //! the block (e.g. `signature_delta`), before `message_delta`, `message_stop` and `error`, and
 //! at the end of the stream. Every other event passes through byte for byte — unless one of its
 //! strings contains a secret (an upstream error echoing a key, say), in which case it is
-//! re-serialized with the strings masked. Deltas whose released text is empty are dropped
+//! re-serialized with the strings masked. The SSE envelope is masked too: an `event` name, `id`
+//! or `retry` written anew is masked, and an event sent on as received goes through the masker
+//! whole when it has lines besides `event` and `data` (comments, `id`, unknown fields). Deltas whose released text is empty are dropped
 //! (their text comes later), unless they carry an SSE `id`.
 //!
 //! [`mask_body`] masks a complete non-streaming body: every string of a JSON document (content
@@ -277,7 +279,7 @@ impl SseRewriter {
                 if changed || masked {
                     self.emit_value(block, &value, out);
                 } else {
-                    out.extend_from_slice(block.raw);
+                    self.verbatim(block, out);
                 }
             }
             Some(kind) => {
@@ -311,9 +313,14 @@ impl SseRewriter {
             self.flush(index, out);
             self.blocks.remove(&index);
         }
-        let stream = self.blocks.entry(index).or_insert_with(|| {
-            BlockStream::new(kind, &self.rules, block.event.map(str::to_string))
-        });
+        if !self.blocks.contains_key(&index) {
+            let event_name = self.masked_field(block.event);
+            let stream = BlockStream::new(kind, &self.rules, event_name);
+            self.blocks.insert(index, stream);
+        }
+        let Some(stream) = self.blocks.get_mut(&index) else {
+            return;
+        };
         let released = stream.feed(&text, &mut self.stats);
         if released.is_empty() && block.id.is_none() && block.retry.is_none() {
             return;
@@ -324,10 +331,16 @@ impl SseRewriter {
             if mask_value(&self.rules, &mut copy, &mut self.stats) {
                 self.emit_value(block, &copy, out);
             } else {
-                out.extend_from_slice(block.raw);
+                self.verbatim(block, out);
             }
             return;
         }
+        // Every other string of the event (fields the fast paths do not know) is masked too;
+        // the text is already masked, by its stream.
+        if let Some(slot) = value.get_mut("delta").and_then(|d| d.get_mut(field)) {
+            *slot = Value::Null;
+        }
+        mask_value(&self.rules, value, &mut self.stats);
         if let Some(slot) = value.get_mut("delta").and_then(|d| d.get_mut(field)) {
             *slot = Value::String(released);
         }
@@ -346,19 +359,24 @@ impl SseRewriter {
             self.flush(index, out);
             self.blocks.remove(&index);
         }
-        let stream = self.blocks.entry(index).or_insert_with(|| {
-            BlockStream::new(kind, &self.rules, block.event.map(str::to_string))
-        });
+        if !self.blocks.contains_key(&index) {
+            let event_name = self.masked_field(block.event);
+            let stream = BlockStream::new(kind, &self.rules, event_name);
+            self.blocks.insert(index, stream);
+        }
         let mut released = std::mem::take(&mut self.released);
         released.clear();
-        stream.feed_into(text, &mut released, &mut self.stats);
+        if let Some(stream) = self.blocks.get_mut(&index) {
+            stream.feed_into(text, &mut released, &mut self.stats);
+        }
         if released == text {
-            out.extend_from_slice(block.raw);
+            self.verbatim(block, out);
         } else if !released.is_empty() || block.id.is_some() || block.retry.is_some() {
+            let [event, id, retry] = self.envelope(block);
             write_delta(
-                block.event,
-                block.id,
-                block.retry,
+                event.as_deref(),
+                id.as_deref(),
+                retry.as_deref(),
                 index,
                 kind,
                 &released,
@@ -399,7 +417,16 @@ impl SseRewriter {
     fn passthrough(&mut self, block: &BlockRef<'_>, out: &mut Vec<u8>) {
         match block.data {
             Some(data) => match self.rules.mask_once(data, &mut self.stats) {
-                Some(masked) => write_event(block.event, block.id, block.retry, &masked, out),
+                Some(masked) => {
+                    let [event, id, retry] = self.envelope(block);
+                    write_event(
+                        event.as_deref(),
+                        id.as_deref(),
+                        retry.as_deref(),
+                        &masked,
+                        out,
+                    )
+                }
                 None => self.raw_or_masked(block.raw, out),
             },
             None => self.raw_or_masked(block.raw, out),
@@ -417,14 +444,82 @@ impl SseRewriter {
         if mask_value(&self.rules, &mut value, &mut self.stats) {
             self.emit_value(block, &value, out);
         } else {
-            out.extend_from_slice(block.raw);
+            self.verbatim(block, out);
         }
     }
 
-    fn emit_value(&self, block: &BlockRef<'_>, value: &Value, out: &mut Vec<u8>) {
+    fn emit_value(&mut self, block: &BlockRef<'_>, value: &Value, out: &mut Vec<u8>) {
         let data = serde_json::to_vec(value).unwrap_or_default();
-        write_event(block.event, block.id, block.retry, &data, out);
+        let [event, id, retry] = self.envelope(block);
+        write_event(
+            event.as_deref(),
+            id.as_deref(),
+            retry.as_deref(),
+            &data,
+            out,
+        );
     }
+
+    /// Sends a block on as received — unless a line other than its single `data` line (a
+    /// comment, `id`, `retry`, an unknown field, or an `event` name) could hold a secret: then
+    /// its raw bytes go through the masker. (The common `event: …\ndata: …\n\n` layout with a
+    /// clean name is checked by comparison alone.)
+    fn verbatim(&mut self, block: &BlockRef<'_>, out: &mut Vec<u8>) {
+        let clean_name = block.event.is_none_or(|e| {
+            self.rules
+                .mask_once(e.as_bytes(), &mut Stats::default())
+                .is_none()
+        });
+        if clean_name && is_bare(block) {
+            out.extend_from_slice(block.raw);
+        } else {
+            self.raw_or_masked(block.raw, out);
+        }
+    }
+
+    /// A field of the SSE envelope (`event`, `id`, `retry`) with any secret in it masked.
+    fn masked_field(&mut self, value: Option<&str>) -> Option<String> {
+        value.map(|v| {
+            self.rules
+                .mask_str(v, &mut self.stats)
+                .unwrap_or_else(|| v.to_string())
+        })
+    }
+
+    /// The block's `event`, `id` and `retry`, masked, for an event written anew.
+    fn envelope<'b>(&mut self, block: &BlockRef<'b>) -> [Option<Cow<'b, str>>; 3] {
+        [block.event, block.id, block.retry].map(|field| {
+            field.map(|v| match self.rules.mask_str(v, &mut self.stats) {
+                Some(masked) => Cow::Owned(masked),
+                None => Cow::Borrowed(v),
+            })
+        })
+    }
+}
+
+/// Whether `block.raw` holds nothing but an optional `event: NAME` line, one `data: …` line
+/// and the blank line (LF endings): no comment, `id`, `retry` or unknown field.
+fn is_bare(block: &BlockRef<'_>) -> bool {
+    let Some(data) = block.data else {
+        return false;
+    };
+    if block.id.is_some() || block.retry.is_some() {
+        return false;
+    }
+    let mut rest = block.raw;
+    if let Some(event) = block.event {
+        match rest
+            .strip_prefix(b"event: ")
+            .and_then(|r| r.strip_prefix(event.as_bytes()))
+            .and_then(|r| r.strip_prefix(b"\n"))
+        {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.strip_prefix(b"data: ")
+        .and_then(|r| r.strip_prefix(data))
+        .is_some_and(|r| r == b"\n\n")
 }
 
 const DELTA_HEAD: &[u8] = br#"{"type":"content_block_delta","index":"#;
@@ -633,6 +728,34 @@ mod tests {
         }
         rw.finish(&mut out);
         out
+    }
+
+    #[test]
+    fn secrets_in_the_sse_envelope_are_masked() {
+        // Found by tests/stream_props.rs: a comment line, an `id`, or an `event` name of an event
+        // whose data needed no change went out byte for byte, secret included; and a delta whose
+        // text was rewritten kept the other strings of its event unmasked.
+        let delta =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#;
+        let ping = r#"{"type":"ping"}"#;
+        for event in [
+            format!(": {AWS}\nevent: content_block_delta\ndata: {delta}\n\n"),
+            format!("event: content_block_delta\nid: {AWS}\ndata: {delta}\n\n"),
+            format!("event: {AWS}\ndata: {delta}\n\n"),
+            format!("event: {AWS}\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{AWS}\"}}}}\n\n"),
+            format!("event: ping\nid: {AWS}\nretry: 10\ndata: {ping}\n\n"),
+            format!(": {AWS}\r\ndata: {ping}\r\n\r\n"),
+            format!("id: {AWS}\ndata: not json {AWS}\n\n"),
+            // An unknown field next to a delta whose own text is rewritten.
+            format!("data: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"x {AWS}\"}},\"extra\":\"{AWS}\"}}\n\n"),
+        ] {
+            let out = String::from_utf8(run(&[event.as_bytes()])).unwrap();
+            assert!(!out.contains(&AWS[4..]), "{event:?} -> {out:?}");
+            assert!(out.contains("[REDACTED:aws_access_key_id]"), "{out:?}");
+        }
+        // The common layout still passes byte for byte.
+        let plain = format!("event: content_block_delta\ndata: {delta}\n\n");
+        assert_eq!(run(&[plain.as_bytes()]), plain.as_bytes());
     }
 
     fn text_delta(i: u64, t: &str) -> String {
