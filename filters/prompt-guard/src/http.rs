@@ -3,14 +3,16 @@
 //!
 //! Paths are compared after a normalization that undoes the spellings an upstream might treat
 //! as the same resource (so they cannot be used to skip the guard): the query string, fragment
-//! and `;` parameters are cut, percent-escapes decoded, ASCII letters lowercased, repeated
-//! slashes merged, `.`/`..` segments resolved and a trailing slash dropped.
+//! and `;` parameters are cut (before and after decoding), percent-escapes decoded, ASCII letters
+//! lowercased, repeated slashes merged, `.`/`..` segments resolved and a trailing slash dropped.
 
 /// Normalizes a request path as described in the module docs.
 pub fn normalize_path(raw: &str) -> String {
     let end = raw.find(['?', '#']).unwrap_or(raw.len());
     let decoded = percent_decode(&raw[..end]);
-    let decoded = match decoded.find(';') {
+    // Cut again after decoding: an escaped `;`, `?` or `#` (`%3B`, `%3F`, `%23`, or double
+    // encoded) must not make a guarded path look like another one to the guard.
+    let decoded = match decoded.find([';', '?', '#']) {
         Some(i) => &decoded[..i],
         None => &decoded[..],
     };
@@ -120,6 +122,27 @@ mod tests {
         assert_eq!(normalize_path(""), "/");
         assert_eq!(normalize_path("/v1/models"), "/v1/models");
         assert_eq!(normalize_path("/%zz/%"), "/%zz/%");
+    }
+
+    #[test]
+    fn escaped_query_fragment_and_parameter_marks_are_cut_too() {
+        // Found by the `path` fuzz target: "%23" decoded to a '#' that stayed in the path, so
+        // the guard saw "/v1/chat/completions#…" (unguarded) where a second normalization
+        // (another hop) sees "/v1/chat/completions".
+        for p in [
+            "/v1/chat/completions%23%/x",
+            "/v1/messages%3Fbeta=true",
+            "/v1/messages%253F",
+            "/v1/messages%3B%2F..",
+            "/v1/messages%23",
+        ] {
+            let n = normalize_path(p);
+            assert_eq!(normalize_path(&n), n, "{p}");
+            assert!(
+                n == "/v1/messages" || n == "/v1/chat/completions",
+                "{p} -> {n}"
+            );
+        }
     }
 
     #[test]
