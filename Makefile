@@ -14,7 +14,7 @@ export TOLLGATE_ROOT := $(CURDIR)
 .PHONY: test up bench wasm toolchain venv node lint fmt clean compose-config debs
 
 ## test: everything CI runs — lint, wasm builds (once), unit, harness, end-to-end and SDK tests.
-test: toolchain venv node lint wasm debs
+test: toolchain venv node lint wasm fuzz-smoke debs
 	cargo test --workspace --locked
 
 ## up: the local gateway stack in the foreground (Ctrl-C stops every process).
@@ -74,3 +74,47 @@ fmt:
 clean:
 	cargo clean
 	rm -rf $(VENV) node_modules
+
+## fuzz-smoke: build the cargo-fuzz targets once (fuzz/, release, fuzz/target) and run each for
+## FUZZ_SMOKE_SECONDS; any crash fails. fuzz: the long run, FUZZ_SECONDS per target
+## (docs/fuzzing.md). cargo-fuzz is installed into .tools/ when missing; libFuzzer needs nightly
+## flags, which RUSTC_BOOTSTRAP=1 allows on the stable toolchain.
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-lock
+FUZZ_TARGETS := jwt_token jwks messages_body sse_stream path
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_SECONDS ?= 600
+FUZZ_FLAGS ?= --sanitizer none --debug-assertions
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(CURDIR)/.tools/bin/cargo-fuzz
+FUZZ := RUSTC_BOOTSTRAP=1 PATH="$(CURDIR)/.tools/bin:$$PATH" cargo fuzz
+
+$(CARGO_FUZZ):
+	cargo install --locked --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root $(CURDIR)/.tools
+
+# fuzz/Cargo.lock pins the workspace's versions (cargo fuzz has no --locked; this checks it).
+fuzz-build: $(CARGO_FUZZ)
+	@cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml > /dev/null || { echo "fuzz/Cargo.lock is stale: make fuzz-lock"; exit 1; }
+	$(FUZZ) build $(FUZZ_FLAGS)
+
+## fuzz-lock: refresh fuzz/Cargo.lock from the workspace's Cargo.lock (after a dependency change).
+fuzz-lock:
+	cp Cargo.lock fuzz/Cargo.lock
+	cargo metadata --format-version 1 --manifest-path fuzz/Cargo.toml > /dev/null
+
+# New inputs go to fuzz/target/corpus/<target> (not committed); fuzz/corpus/<target> holds the seeds.
+fuzz-smoke: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t && \
+	  $(FUZZ) run $(FUZZ_FLAGS) $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SMOKE_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>fuzz/target/$$t.smoke.log \
+	    && grep -h -E '^(stat::number_of_executed_units|Done)' fuzz/target/$$t.smoke.log | sed "s/^/$$t: /" \
+	    || { tail -n 60 fuzz/target/$$t.smoke.log; echo "fuzz target $$t failed (input in fuzz/artifacts/$$t/)"; exit 1; }; \
+	done
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t && \
+	  $(FUZZ) run $(FUZZ_FLAGS) $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tee fuzz/target/$$t.log | grep --line-buffered -E '^(#[0-9]+.*(pulse|DONE)|Done|stat::number|==)'; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz target $$t failed (input in fuzz/artifacts/$$t/)"; exit 1; }; \
+	done
