@@ -14,7 +14,7 @@ export TOLLGATE_ROOT := $(CURDIR)
 .PHONY: test up bench wasm toolchain venv node lint fmt clean compose-config debs
 
 ## test: everything CI runs — lint, wasm builds (once), unit, harness, end-to-end and SDK tests.
-test: toolchain venv node lint wasm fuzz-smoke debs
+test: toolchain venv node lint wasm debs fuzz-smoke
 	cargo test --workspace --locked
 
 ## up: the local gateway stack in the foreground (Ctrl-C stops every process).
