@@ -37,7 +37,14 @@ fn defaults() -> Rc<RuleSet> {
     DEFAULTS.with(Rc::clone)
 }
 
+/// `cases` per property (debug builds stay within seconds), or `PROPTEST_CASES` when set (a
+/// longer run, docs/fuzzing.md). Seeds are random per run (`PROPTEST_RNG_SEED` fixes one); a
+/// failure prints its minimal input.
 fn config(cases: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     Config {
         cases,
         failure_persistence: None,
@@ -274,9 +281,10 @@ proptest! {
                 break;
             }
         }
-        // A block handed out is within the bound, give or take its blank line (CRLF).
+        // A block handed out is within the bound, give or take its blank line (CRLF) and an LF
+        // carried over from a CR that ended the previous chunk.
         for b in &blocks {
-            prop_assert!(b.raw.len() <= max + 2, "{} > {}", b.raw.len(), max);
+            prop_assert!(b.raw.len() <= max + 3, "{} > {}", b.raw.len(), max);
         }
     }
 
