@@ -261,7 +261,10 @@ fn with_body<R>(
                     None => data.parked_request_bodies.get_mut(&filter),
                 }
             } else {
-                data.response_body.as_mut()
+                match data.response_body.as_mut() {
+                    Some(body) => Some(body),
+                    None => data.parked_response_bodies.get_mut(&filter),
+                }
             };
             body.map(f).ok_or(Status::NotFound)
         }

@@ -952,6 +952,9 @@ impl Gateway {
             }
             Frame::Trailers => {
                 let count = self.map_len(sid, direction, true);
+                // The body the filter buffered is readable and writable with the trailers.
+                let leg = run.leg(direction, i);
+                self.set_body(sid, direction, Some(std::mem::take(&mut leg.buffer)));
                 let result = self.vms[i].call(Phase::Http, ctx, |s, e| {
                     let f = match direction {
                         Direction::Request => &e.on_request_trailers,
@@ -962,6 +965,8 @@ impl Gateway {
                         None => Ok(0),
                     }
                 });
+                run.leg(direction, i).buffer =
+                    self.set_body(sid, direction, None).unwrap_or_default();
                 (result, true)
             }
         };
@@ -1057,27 +1062,22 @@ impl Gateway {
         }
     }
 
-    /// A request body a filter buffers waits in the world, where the filter's other callbacks
-    /// can read and rewrite it (Envoy's decoding buffer); [`unpark_body`] takes it back.
+    /// A body a filter buffers waits in the world, where the filter's other callbacks (a
+    /// callout answer, trailers) can read and rewrite it (Envoy's decoding and encoding
+    /// buffers); [`Self::unpark_body`] takes it back.
     fn park_body(&mut self, run: &mut StreamRun, sid: StreamId, direction: Direction, i: usize) {
-        if direction != Direction::Request {
-            return;
-        }
         let bytes = std::mem::take(&mut run.leg(direction, i).buffer);
         if let Some(data) = self.world().streams.get_mut(&sid) {
-            data.parked_request_bodies.insert(i, bytes);
+            data.parked_bodies(direction).insert(i, bytes);
         }
     }
 
     fn unpark_body(&mut self, run: &mut StreamRun, sid: StreamId, direction: Direction, i: usize) {
-        if direction != Direction::Request {
-            return;
-        }
         let parked = self
             .world()
             .streams
             .get_mut(&sid)
-            .and_then(|data| data.parked_request_bodies.remove(&i));
+            .and_then(|data| data.parked_bodies(direction).remove(&i));
         if let Some(bytes) = parked {
             run.leg(direction, i).buffer = bytes;
         }

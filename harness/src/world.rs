@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::headers::HeaderMap;
 use crate::scenario::{Callout, CalloutReply, LogEntry, LogLevel};
+use crate::vm::Direction;
 
 pub(crate) type StreamId = u64;
 
@@ -22,15 +23,26 @@ pub(crate) struct StreamData {
     /// The body buffer visible in the current body callback (request or response).
     pub request_body: Option<Vec<u8>>,
     pub response_body: Option<Vec<u8>>,
-    /// Request bodies filters buffer (Pause from a body callback), by filter index: readable
-    /// and writable from the filter's other callbacks, as Envoy's decoding buffer is.
+    /// Bodies filters buffer (Pause from a body callback), by filter index: readable and
+    /// writable from the filter's other callbacks, as Envoy's decoding/encoding buffers are.
     pub parked_request_bodies: HashMap<usize, Vec<u8>>,
+    pub parked_response_bodies: HashMap<usize, Vec<u8>>,
     /// Filter state written with `set_property`, shared by every filter on the stream.
     pub filter_state: BTreeMap<String, Vec<u8>>,
     /// Request headers have left the chain (reached the upstream): later edits are lost.
     pub request_headers_sent: bool,
     /// Response headers have reached the client.
     pub response_headers_sent: bool,
+}
+
+impl StreamData {
+    /// The parked bodies of one direction.
+    pub fn parked_bodies(&mut self, direction: Direction) -> &mut HashMap<usize, Vec<u8>> {
+        match direction {
+            Direction::Request => &mut self.parked_request_bodies,
+            Direction::Response => &mut self.parked_response_bodies,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -210,6 +210,19 @@ impl SecretMask {
         Action::Pause
     }
 
+    /// Masks a whole buffered response body in place.
+    fn mask_buffered(&mut self, body: &[u8]) {
+        let Some(rules) = self.config.as_ref().map(|c| Rc::clone(&c.rules)) else {
+            return;
+        };
+        let mut stats = crate::matcher::Stats::default();
+        if let Some(masked) = mask_body(&rules, body, &mut stats) {
+            set_response_body(body.len(), &masked);
+        }
+        self.record_masked(&stats.take());
+        self.publish(&self.masked.to_string());
+    }
+
     /// Replaces the response body with an error once headers are gone (SSE: an `error` event;
     /// otherwise an error JSON body) and drops whatever else the upstream sends.
     fn fail_body(&mut self, size: usize, sse: bool, message: &str) -> Action {
@@ -384,6 +397,41 @@ impl HttpContext for SecretMask {
         Action::Continue
     }
 
+    fn on_http_response_trailers(&mut self, _n: usize) -> Action {
+        match &mut self.mode {
+            // The body ends with trailers: the buffered body is masked now, or it would pass
+            // unmasked with them.
+            Mode::Buffer => {
+                let body = match host::body(Buffer::ResponseBody, 0, usize::MAX) {
+                    Ok(body) => body,
+                    Err(err) => {
+                        let message = format!("secret-mask: {err}");
+                        return self.fail_body(usize::MAX, false, &message);
+                    }
+                };
+                self.mask_buffered(&body);
+                Action::Continue
+            }
+            // Text held back as a possible secret prefix cannot be appended once trailers
+            // arrive: it is dropped (never released unmasked).
+            Mode::Sse(rw) => {
+                let mut out = Vec::new();
+                rw.finish(&mut out);
+                if !out.is_empty() {
+                    log::warn!(
+                        "secret-mask: {} bytes held at the end of a stream with trailers were dropped",
+                        out.len()
+                    );
+                }
+                let counts = rw.stats_mut().take();
+                self.record_masked(&counts);
+                self.publish(&self.masked.to_string());
+                Action::Continue
+            }
+            Mode::Undecided | Mode::Pass | Mode::Failed => Action::Continue,
+        }
+    }
+
     fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
         let max_body = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
         match &mut self.mode {
@@ -436,16 +484,7 @@ impl HttpContext for SecretMask {
                     Ok(body) => body,
                     Err(err) => return self.fail_body(size, false, &format!("secret-mask: {err}")),
                 };
-                let rules = match &self.config {
-                    Some(c) => Rc::clone(&c.rules),
-                    None => return Action::Continue,
-                };
-                let mut stats = crate::matcher::Stats::default();
-                if let Some(masked) = mask_body(&rules, &body, &mut stats) {
-                    set_response_body(size, &masked);
-                }
-                self.record_masked(&stats.take());
-                self.publish(&self.masked.to_string());
+                self.mask_buffered(&body);
                 Action::Continue
             }
         }
