@@ -35,7 +35,7 @@ fn host() -> &'static Host {
     HOST.get_or_init(|| Host::new().expect("host"))
 }
 
-fn shipped(name: &str) -> Value {
+pub(crate) fn shipped(name: &str) -> Value {
     let text = std::fs::read_to_string(tollgate_tests::paths::policy_path(name)).expect("policy");
     serde_json::from_str(&text).expect("policy JSON")
 }
@@ -74,7 +74,7 @@ fn sections(remote: bool) -> [(&'static str, Value); 4] {
     ]
 }
 
-fn builder() -> GatewayBuilder {
+pub(crate) fn builder() -> GatewayBuilder {
     let now = fixtures()["now"].as_u64().expect("now");
     Gateway::builder(host())
         .cluster("idp")

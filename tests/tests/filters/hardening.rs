@@ -8,10 +8,11 @@
 //! still be served. A refused request never reaches the upstream, not even its headers.
 
 use serde_json::Value;
-use tollgate_harness::{Gateway, Outcome, Request, Upstream};
+use tollgate_harness::{FilterSpec, Gateway, Outcome, Request, Upstream};
 
 use crate::bundle::{
-    assert_no_body_upstream, bundle, chain, json_answer, messages, sse_answer, token, AWS,
+    assert_no_body_upstream, builder, bundle, chain, json_answer, messages, shipped, sse_answer,
+    token, AWS,
 };
 
 /// Fixed hostile values: Latin-1, lone continuation and lead bytes, overlong and surrogate
@@ -323,5 +324,34 @@ fn refused_requests_never_reach_the_upstream() {
             );
         }
         assert_alive(&mut gw, name);
+    }
+}
+
+/// Why Envoy's `allow_on_headers_stop_iteration` is required: without it a header `Pause`
+/// stops the body from reaching prompt-guard, and nothing ever continues the request (in Envoy
+/// it hangs until the stream idle timeout). With it, the same request is judged and served.
+#[test]
+fn prompt_guard_needs_allow_on_headers_stop_iteration() {
+    for allow in [false, true] {
+        let spec = FilterSpec::new(tollgate_tests::wasm_path("prompt-guard"))
+            .name("prompt-guard")
+            .config(shipped("prompt-guard").to_string())
+            .allow_on_headers_stop_iteration(allow);
+        let mut gw = builder()
+            .filter(spec)
+            .build()
+            .expect("prompt-guard configures");
+        let out = gw.run(
+            messages("unused", "A harmless question."),
+            json_answer("fine"),
+        );
+        if allow {
+            assert_eq!(out.client.status, 200, "{}", out.client.text());
+            assert!(out.failure.is_none(), "{:?}", out.failure);
+        } else {
+            let failure = out.failure.unwrap_or_default();
+            assert!(failure.contains("stalled"), "{failure}");
+            assert!(out.upstream.is_none());
+        }
     }
 }
