@@ -334,7 +334,6 @@ impl HttpContext for BundleStream {
                 if jwt.is_waiting() {
                     // The later stages run when jwt-auth allows the stream (continue_allowed).
                     let Ok(mut waiting) = self.waiting.try_borrow_mut() else {
-                        drop(later);
                         return state_busy(self.context_id);
                     };
                     waiting.insert(self.context_id, Rc::clone(&self.later));

@@ -6,6 +6,10 @@
 //! the ABI, returns values as bytes and every non-Ok status as a [`HostError`]; nothing here
 //! can panic. The panicking SDK calls are forbidden by clippy (`clippy.toml`,
 //! `disallowed-methods`).
+//!
+//! Metrics, ticks, callouts and shared data still go through the SDK: their arguments are the
+//! filter's own constants and state, never request bytes, and Envoy answers them with the
+//! statuses the SDK expects.
 
 use std::fmt;
 use std::ptr::null_mut;
@@ -99,11 +103,6 @@ pub fn set_header(map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {
     abi::replace_header(map as u32, name.as_bytes(), value)
 }
 
-/// Appends a value of header `name`.
-pub fn add_header(map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {
-    abi::add_header(map as u32, name.as_bytes(), value)
-}
-
 /// Removes every value of header `name`; removing a missing header is fine.
 pub fn remove_header(map: Map, name: &str) -> Result<(), HostError> {
     abi::remove_header(map as u32, name.as_bytes())
@@ -141,11 +140,6 @@ pub fn resume_request() -> Result<(), HostError> {
     abi::continue_stream(0)
 }
 
-/// Continues the response of the current (effective) context that a callback paused.
-pub fn resume_response() -> Result<(), HostError> {
-    abi::continue_stream(1)
-}
-
 /// The raw ABI imports. The only `unsafe` in tollgate's filters: each function passes
 /// borrowed slices to the host and takes ownership of what the host allocated through the
 /// SDK's exported `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size` bytes).
@@ -168,13 +162,6 @@ mod abi {
             return_map_size: *mut usize,
         ) -> u32;
         fn proxy_replace_header_map_value(
-            map_type: u32,
-            key_data: *const u8,
-            key_size: usize,
-            value_data: *const u8,
-            value_size: usize,
-        ) -> u32;
-        fn proxy_add_header_map_value(
             map_type: u32,
             key_data: *const u8,
             key_size: usize,
@@ -276,14 +263,6 @@ mod abi {
             )
         };
         check("proxy_replace_header_map_value", status)
-    }
-
-    pub fn add_header(map: u32, key: &[u8], value: &[u8]) -> Result<(), HostError> {
-        // SAFETY: both slices outlive the call.
-        let status = unsafe {
-            proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
-        };
-        check("proxy_add_header_map_value", status)
     }
 
     pub fn remove_header(map: u32, key: &[u8]) -> Result<(), HostError> {
