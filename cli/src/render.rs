@@ -137,33 +137,8 @@ impl Plugin {
     }
 }
 
-/// The Envoy environment variables a policy names: every string value of a field called `env`
-/// (the policies' convention, e.g. key-inject's `{"env": "ANTHROPIC_API_KEY"}`), plus
-/// `ANTHROPIC_API_KEY` for key-inject. Sorted, without duplicates.
-pub fn env_keys(name: &str, policy: &Value) -> Vec<String> {
-    fn walk(v: &Value, out: &mut BTreeSet<String>) {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v) {
-                        ("env", Value::String(s)) if !s.is_empty() => {
-                            out.insert(s.clone());
-                        }
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = BTreeSet::new();
-    if name == "key-inject" {
-        out.insert("ANTHROPIC_API_KEY".to_string());
-    }
-    walk(policy, &mut out);
-    out.into_iter().collect()
-}
+/// The Envoy environment variables a policy names (shared with the test renderer).
+pub use tollgate_common::config::env_keys;
 
 /// Reads `<dir>/<name>.json`.
 pub fn read_policy(dir: &Path, name: &str) -> Result<Value, RenderError> {
@@ -335,7 +310,8 @@ pub fn envoy_wasm_config(p: &Plugin, namespace: &str) -> Value {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
                 "value": canonical_json(&p.config),
             },
-            "failure_policy": "FAIL_CLOSED",
+            // Plain Envoy PluginConfig (≥ 1.35 for the flag): the shipped failure policy.
+            "failure_policy": "FAIL_RELOAD",
             "allow_on_headers_stop_iteration": true,
         }
     })
@@ -633,7 +609,7 @@ mod tests {
         assert_eq!(added["name"], "ns.tollgate-prompt-guard.hold-headers");
         let cfg = &added["typed_config"]["config"];
         assert_eq!(cfg["allow_on_headers_stop_iteration"], true);
-        assert_eq!(cfg["failure_policy"], "FAIL_CLOSED");
+        assert_eq!(cfg["failure_policy"], "FAIL_RELOAD");
         assert_eq!(cfg["vm_config"]["code"]["remote"]["sha256"], &D[7..]);
         let policy: Value =
             serde_json::from_str(cfg["configuration"]["value"].as_str().unwrap()).unwrap();

@@ -234,35 +234,11 @@ impl FailurePolicy {
     }
 }
 
-/// The Envoy environment variables a filter may read: every string value of a field named
-/// `env` anywhere in its configuration (the policies' convention for naming a variable, e.g.
-/// key-inject's `{"env": "ANTHROPIC_API_KEY"}`), plus `ANTHROPIC_API_KEY` for key-inject. Sorted,
-/// without duplicates. A listed variable that is unset is simply not exposed.
+/// The Envoy environment variables a filter may read ([`tollgate_common::config::env_keys`]) from
+/// its configuration text; text that is not JSON names none.
 pub fn env_keys_for(name: &str, config: &str) -> Vec<String> {
-    fn walk(v: &Value, out: &mut std::collections::BTreeSet<String>) {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v) {
-                        ("env", Value::String(s)) if !s.is_empty() => {
-                            out.insert(s.clone());
-                        }
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = std::collections::BTreeSet::new();
-    if name.replace('_', "-") == "key-inject" {
-        out.insert("ANTHROPIC_API_KEY".to_string());
-    }
-    if let Ok(v) = serde_json::from_str::<Value>(config) {
-        walk(&v, &mut out);
-    }
-    out.into_iter().collect()
+    let policy = serde_json::from_str(config).unwrap_or(Value::Null);
+    tollgate_common::config::env_keys(&name.replace('_', "-"), &policy)
 }
 
 /// The product chain as it exists now: every filter of [`paths::FILTERS`] whose artifact and

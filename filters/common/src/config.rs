@@ -46,6 +46,36 @@ pub fn plugin_configuration(filter: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// The Envoy environment variables a filter's policy names: every string value of a field called
+/// `env` anywhere in it (the policies' convention, e.g. key-inject's `{"env": "ANTHROPIC_API_KEY"}`),
+/// plus `ANTHROPIC_API_KEY` for key-inject. Sorted, without duplicates. Renderers expose these to
+/// the VM (`host_env_keys`); a listed variable that is unset is simply not exposed.
+pub fn env_keys(filter: &str, policy: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    fn walk(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("env", Value::String(s)) if !s.is_empty() => {
+                            out.insert(s.clone());
+                        }
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    if filter == "key-inject" {
+        out.insert("ANTHROPIC_API_KEY".to_string());
+    }
+    walk(policy, &mut out);
+    out.into_iter().collect()
+}
+
 /// Parses JSON configuration into `T`, reporting the path of the field that failed.
 /// An empty configuration is parsed as `{}` so that all-default policies need no text.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ConfigError> {
