@@ -80,7 +80,7 @@ clean:
 ## (docs/fuzzing.md). cargo-fuzz is installed into .tools/ when missing; libFuzzer needs nightly
 ## flags, which RUSTC_BOOTSTRAP=1 allows on the stable toolchain.
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-lock
-FUZZ_TARGETS := jwt_token jwks messages_body sse_stream path
+FUZZ_TARGETS := jwt_token jwks messages_body sse_stream path verify_differential
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS ?= --sanitizer none --debug-assertions
@@ -91,9 +91,11 @@ FUZZ := RUSTC_BOOTSTRAP=1 PATH="$(CURDIR)/.tools/bin:$$PATH" cargo fuzz
 $(CARGO_FUZZ):
 	cargo install --locked --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root $(CURDIR)/.tools
 
-# fuzz/Cargo.lock pins the workspace's versions (cargo fuzz has no --locked; this checks it).
+# fuzz/Cargo.lock pins the workspace's versions (cargo fuzz has no --locked): when a filter's
+# dependencies changed, it is refreshed from Cargo.lock (commit the result).
 fuzz-build: $(CARGO_FUZZ)
-	@cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml > /dev/null || { echo "fuzz/Cargo.lock is stale: make fuzz-lock"; exit 1; }
+	@cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml > /dev/null 2>&1 || { \
+	  echo "fuzz/Cargo.lock is stale: refreshing it from Cargo.lock (commit it)"; $(MAKE) --no-print-directory fuzz-lock; }
 	$(FUZZ) build $(FUZZ_FLAGS)
 
 ## fuzz-lock: refresh fuzz/Cargo.lock from the workspace's Cargo.lock (after a dependency change).
