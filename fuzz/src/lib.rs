@@ -44,6 +44,9 @@ pub fn chunks<'a>(lens: &[usize], stream: &'a [u8]) -> Vec<&'a [u8]> {
     out
 }
 
+/// tollgate-verify against RustCrypto (`verify_differential`), in its own file.
+pub mod verify;
+
 pub mod jwt {
     use super::*;
     use tollgate_jwt_auth::claims::{identity, ClaimsPolicy, MAX_FORWARDED_VALUE, MAX_GROUPS};

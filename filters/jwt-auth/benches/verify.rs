@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     // Loading one ES256 key from its JWK: jwt-simple's parse and checks, then the key's comb
-    // tables (src/p256.rs); paid once per key and VM, not per token.
+    // tables (tollgate-verify's src/p256.rs); paid once per key and VM, not per token.
     let es = ES256KeyPair::generate().with_key_id("es");
     let jwks = format!("{{\"keys\":[{}]}}", es.public_key().to_jwk());
     group.bench_function("ES256/key-load", |b| {

@@ -9,10 +9,10 @@
 //! Unusable entries are skipped and counted; a set with no usable key is an error.
 //!
 //! RSA keys are parsed and policy-checked by jwt-simple (`from_jwk`: 2048–4096 bits, e = 65537)
-//! and then verified with tollgate's own RSA code ([`crate::rsa`], several times faster in
-//! wasm than jwt-simple's pure-Rust backend). ES256 keys are parsed and validated by
+//! and then verified with tollgate's own RSA code ([`tollgate_verify::rsa`], several times
+//! faster in wasm than jwt-simple's pure-Rust backend). ES256 keys are parsed and validated by
 //! jwt-simple too (strict JWK, point on the curve), checked again and verified by tollgate's
-//! own P-256 code ([`crate::p256`], with per-key precomputed tables); ES384, EdDSA and HMAC
+//! own P-256 code ([`tollgate_verify::p256`], with per-key precomputed tables); ES384, EdDSA and HMAC
 //! keys verify with jwt-simple.
 
 use std::fmt;
@@ -20,10 +20,10 @@ use std::fmt;
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::prelude::*;
 use serde_json::Value;
+use tollgate_verify::p256::P256PublicKey;
+use tollgate_verify::rsa::{Hash, Padding, RsaPublicKey};
 
 use crate::json::{parse_strict, StrictJsonError};
-use crate::p256::P256PublicKey;
-use crate::rsa::{Hash, Padding, RsaPublicKey};
 
 /// Largest JWKS document accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -116,9 +116,9 @@ impl fmt::Display for Alg {
 pub enum VerifyKey {
     HS256(HS256Key),
     /// RS256, RS384, RS512 or PS256 (the `Alg`, fixed when the key is loaded), verified by
-    /// [`crate::rsa`].
+    /// [`tollgate_verify::rsa`].
     Rsa(RsaAlg, RsaPublicKey),
-    /// ES256, verified by [`crate::p256`] (the key carries its precomputed tables).
+    /// ES256, verified by [`tollgate_verify::p256`] (the key carries its precomputed tables).
     ES256(P256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),

@@ -6,14 +6,15 @@
 //! - [`extractor`]: where the token is (`Authorization: Bearer`, `x-api-key`, named headers).
 //! - [`json`]: strict JSON (duplicate keys rejected) for every untrusted document.
 //! - [`jwks`]: key sets, each key bound to its own algorithm.
-//! - [`rsa`]: RSA signature verification (RS256/384/512, PS256), fast in wasm.
-//! - [`p256`]: ES256 signature verification (P-256 ECDSA with precomputed tables), fast in wasm.
 //! - [`verifier`]: header pre-checks, key selection, signature and claim validation.
 //! - [`cache`]: verified tokens, keyed by a hash, bounded, never past `exp`.
 //! - [`matcher`]: which paths need no token, and what each path requires.
 //! - [`claims`]: subject, groups and forwarded claims taken from verified claims.
 //! - [`remote`]: the remote JWKS state machine (fetch, TTL, refetch, grace), pure.
 //! - `filter`: the proxy-wasm glue (root and HTTP contexts).
+//!
+//! RSA (RS256/384/512, PS256) and ES256 signatures are checked by tollgate's own verifiers, fast
+//! in wasm, in their own crate: [`tollgate_verify`].
 
 pub mod cache;
 pub mod claims;
@@ -23,13 +24,8 @@ pub mod filter;
 pub mod json;
 pub mod jwks;
 pub mod matcher;
-pub mod p256;
 pub mod remote;
-pub mod rsa;
 pub mod verifier;
-
-#[cfg(test)]
-mod test_rng;
 
 // The entry point of the standalone filter; off when linked into the one-module bundle.
 #[cfg(all(target_arch = "wasm32", feature = "plugin"))]

@@ -8,7 +8,7 @@
 //! required, maximum lifetime, required claims, and finally the signature — with a key picked
 //! from the provider's own key set whose algorithm equals the token's `alg`; the token's
 //! `alg` never turns a key of one type into another (an RSA key is never an HMAC secret).
-//! RSA signatures are checked by [`crate::rsa`], the others by jwt-simple.
+//! RSA and ES256 signatures are checked by [`tollgate_verify`], the others by jwt-simple.
 
 use std::collections::HashSet;
 

@@ -705,7 +705,7 @@ fn rsa_tokens_are_judged_like_jwt_simple_valid_and_corrupted() {
 
 #[test]
 fn es256_tokens_are_judged_like_jwt_simple_valid_and_corrupted() {
-    // Our P-256 code (src/p256.rs) against jwt-simple's (the p256 crate) on whole tokens:
+    // Our P-256 code (tollgate-verify's src/p256.rs) against jwt-simple's (the p256 crate) on whole tokens:
     // every verdict equal, high-s twins accepted by both.
     use rsa::BigUint;
     let n = BigUint::parse_bytes(

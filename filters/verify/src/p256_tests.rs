@@ -627,7 +627,7 @@ fn the_comb_shape_covers_256_bits() {
 /// one verification, one key load (its tables) and p256's verification, best of 7, in whatever
 /// runtime runs the test binary — natively, or in V8 by building the tests for
 /// `wasm32-wasip1` and running them under Node's WASI (docs/jwt-auth.md, Performance).
-/// `cargo test -p tollgate-jwt-auth --release --lib -- --ignored timing_probe --nocapture`
+/// `cargo test -p tollgate-verify --release --lib -- --ignored timing_probe --nocapture`
 #[test]
 #[ignore]
 fn timing_probe() {
