@@ -16,8 +16,12 @@ fn host() -> &'static Host {
     HOST.get_or_init(|| Host::new().expect("engine"))
 }
 
+/// The probe under Envoy's default (`allow_on_headers_stop_iteration` off): a header `Pause`
+/// stops everything, which most tests here rely on; the StopIteration mode has its own test.
 fn probe() -> FilterSpec {
-    FilterSpec::new(artifact("probe")).name("probe")
+    FilterSpec::new(artifact("probe"))
+        .name("probe")
+        .allow_on_headers_stop_iteration(false)
 }
 
 fn gateway(spec: FilterSpec) -> Gateway {
@@ -455,6 +459,22 @@ fn ticks_fire_on_the_controlled_clock_and_can_resume_streams() {
     assert!(out.upstream.unwrap().complete);
     let waited = gw.now().duration_since(before).unwrap();
     assert!(waited <= Duration::from_millis(1000), "{waited:?}");
+}
+
+#[test]
+fn with_stop_iteration_a_header_pause_still_delivers_the_body() {
+    // Envoy's `allow_on_headers_stop_iteration`: the headers are held, the body reaches the
+    // filter, and the probe's body callback (Continue) releases headers, then body.
+    let mut gw = gateway(probe().allow_on_headers_stop_iteration(true));
+    let out = run(&mut gw, "pause");
+    assert_eq!(out.client.status, 200, "{:?}", out.failure);
+    let up = out.upstream.expect("headers and body went on");
+    assert!(up.complete);
+    assert_eq!(up.body, b"{}");
+    // Without a body nothing continues the held headers: the stream stalls as before.
+    let out = gw.run(Request::get("/").header("x-probe", "pause"), ok_upstream());
+    assert!(out.upstream.is_none());
+    assert!(out.failure.unwrap_or_default().contains("stalled"));
 }
 
 #[test]
