@@ -11,9 +11,12 @@
 //! - [`matcher`]: the pattern engine (one `RegexSet` per rule set).
 //! - [`http`]: path normalization and header checks.
 //! - [`filter`]: the proxy-wasm root and HTTP contexts (the only module that makes hostcalls).
+//! - `cli` (native only): `tollgate check` and `tollgate eval`, run by the `tollgate` command.
 //!
 //! Reference: `docs/prompt-guard.md`; default policy: `policies/prompt-guard.json`.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod config;
 pub mod extract;
 pub mod filter;

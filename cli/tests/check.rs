@@ -1,4 +1,5 @@
-//! `tollgate check`: the offline policy checker, run as a real process.
+//! `tollgate check` and `tollgate eval`: prompt-guard's offline policy checker and evaluator,
+//! run as a real process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn tollgate(args: &[&str]) -> Output {
