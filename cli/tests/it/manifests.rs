@@ -230,7 +230,7 @@ fn istio_keeps_the_request_order_and_holds_headers_for_prompt_guard() {
     let patches = filters[0]["spec"]["configPatches"].as_array().unwrap();
     let wasm = &patches[0]["patch"]["value"]["typed_config"]["config"];
     assert_eq!(wasm["allow_on_headers_stop_iteration"], true);
-    assert_eq!(wasm["failure_policy"], "FAIL_CLOSED");
+    assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
     let prompt_guard = plugins[1];
     assert_eq!(
         wasm["vm_config"]["code"]["remote"]["http_uri"]["uri"],
